@@ -1,0 +1,136 @@
+"""`atlas-align` command line: thin click commands that call one library function and print."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from atlas_align.errors import AtlasAlignError
+
+
+def friendly_errors(func):
+    """Map our own errors to a one-line message and exit code 2 (no traceback for user mistakes)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except AtlasAlignError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="atlas-align", message="%(version)s")
+def main() -> None:
+    """Align any model to a labelled Concept Atlas; search, explain and steer it; publish and evaluate.
+
+    \b
+    Quick start (offline, real models, a few minutes on a laptop CPU):
+      atlas-align demo
+    """
+
+
+def _print_report(result) -> None:
+    rep = result.report
+    click.echo(f"  fitted on N={result.statistics.n} shared texts in {result.seconds:.1f}s")
+    if rep is not None:
+        click.echo(f"  held-out check on {rep.n} texts (translate subject → atlas, find the matching text):")
+        click.echo(f"    {'':24}{'fitted':>10}{'shuffled-pairs control':>26}{'chance':>10}")
+        click.echo(f"    {'top-1 match':24}{rep.top1:>10.3f}{rep.control_top1:>26.3f}{rep.chance_top1:>10.3f}")
+        click.echo(f"    {'MRR':24}{rep.mrr:>10.3f}{rep.control_mrr:>26.3f}")
+        click.echo(f"    {'cosine (matched/shuffled)':24}{rep.matched_cosine:>10.3f}{rep.shuffled_cosine:>26.3f}")
+
+
+@main.command()
+@click.option("--subject", default="smollm2", show_default=True, help="Subject model: a Hub id, a local folder, or an offline alias (smollm2, minilm, mpnet).")
+@click.option("--layer", type=int, default=20, show_default=True, help="Subject layer index (negative counts from the end).")
+@click.option("--hookpoint", default=None, help="Explicit module path relative to model.base_model (overrides --layer), e.g. 'layers.20'.")
+@click.option("--site", type=click.Choice(["resid", "mlp"]), default="resid", show_default=True, help="Residual-stream block output or MLP output.")
+@click.option("--atlas", default="builtin", show_default=True, help="'builtin', an atlas folder / repo id, or 'model:NAME@LAYER' for a raw model space.")
+@click.option("--corpus", default="builtin", show_default=True, help="'builtin' (WordNet sentences), a .txt/.jsonl file or folder, or a HF dataset id.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL / dataset field holding the text.")
+@click.option("--samples", type=int, default=4000, show_default=True, help="Number of shared training texts (windows).")
+@click.option("--method", default="procrustes", show_default=True, help="procrustes | covariance | correlation | linear_regression | random_rotation")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per text.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder for the artifact.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Save statistics here every 50 chunks (atomic).")
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@friendly_errors
+def align(subject, layer, hookpoint, site, atlas, corpus, text_field, samples, method, batch_size, max_length, dtype, out, checkpoint, resume):
+    """Fit a translation between an atlas and a subject model on shared texts, and save the artifact.
+
+    \b
+    Example:
+      atlas-align align --subject smollm2 --layer 20 --atlas builtin --samples 4000 --out runs/smollm2-l20
+    """
+    from atlas_align.harness.corpus import CorpusConfig
+    from atlas_align.pipeline import AlignRequest, run_alignment
+
+    req = AlignRequest(
+        subject=subject, layer=None if hookpoint else layer, hookpoint=hookpoint, site=site, atlas=atlas,
+        corpus=CorpusConfig(source=corpus, text_field=text_field), samples=samples, method=method,
+        batch_size=batch_size, max_length=max_length, dtype=dtype,
+    )
+    result = run_alignment(req, checkpoint=checkpoint, resume=resume)
+    result.alignment.save_pretrained(out)
+    click.echo(f"Saved {result.alignment!r} to {out}")
+    _print_report(result)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="atlas-align-demo", show_default=True, help="Where the demo writes its artifact.")
+@click.option("--samples", type=int, default=3000, show_default=True, help="Shared training texts.")
+@friendly_errors
+def demo(out, samples):
+    """Run the whole chain offline on real pretrained models: align, save, reload, search, explain, steer.
+
+    \b
+    Example:
+      atlas-align demo --out atlas-align-demo
+    """
+    from atlas_align.demo import run_demo
+
+    run_demo(Path(out), samples=samples, echo=click.echo)
+
+
+@main.command()
+@click.argument("artifact")
+@click.argument("query")
+@click.option("--revision", default=None, help="Branch, tag or commit sha when ARTIFACT is a repo id.")
+@click.option("--top-k", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def search(artifact, query, revision, top_k, as_json):
+    """Find atlas features for QUERY and the subject neurons that carry them.
+
+    \b
+    Example:
+      atlas-align search atlas-align-demo animal
+    """
+    from atlas_align.alignment import AtlasAlignment
+
+    al = AtlasAlignment.from_pretrained(artifact, revision=revision)
+    query_value = int(query) if query.isdigit() else query
+    res = al.search(query_value, top_k=top_k)
+    if as_json:
+        click.echo(json.dumps({"atlas_features": [{"feature": f.feature, "label": f.label, "score": s} for f, s in res.atlas_features], "subject_features": res.subject_features}, indent=2))
+        return
+    click.echo(f"Atlas features for {query!r}:")
+    for feat, score in res.atlas_features:
+        click.echo(f"  #{feat.feature:<6} {feat.label:<40} match={score:.2f}{'  (validated)' if feat.validated else ''}")
+    click.echo(f"Subject neurons of {al.config.subject.model_id} at {al.config.subject.hookpoint}:")
+    for index, sim in res.subject_features:
+        click.echo(f"  neuron {index:<6} similarity={sim:+.3f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

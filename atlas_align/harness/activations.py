@@ -1,0 +1,216 @@
+"""Max-pooled activations of any ``transformers`` model at one hookpoint.
+
+The forward pass stops at the hooked module (a hook raises once it has the output), so layers
+after it never run. Pooling takes the max over real tokens only: padding and special tokens
+(BOS/CLS/SEP) are masked out, since attention-sink tokens would otherwise dominate every max.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from atlas_align.errors import HookpointError, ShapeMismatchError
+
+Site = Literal["resid", "mlp"]
+# Sub-module that holds the MLP output inside one block, per family (first match wins).
+_MLP_NAMES = ("mlp", "output.dense", "feed_forward", "ffn")
+
+
+@dataclass(frozen=True)
+class Hookpoint:
+    """A module inside ``model.base_model``, addressed by its path (lm-eval's convention)."""
+
+    path: str
+    layer: int | None = None
+    site: Site = "resid"
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The transformer trunk without task heads (``LlamaForCausalLM.model``, ``GPT2LMHeadModel.transformer``)."""
+    return getattr(model, "base_model", model)
+
+
+def block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Find the list of transformer blocks: the ModuleList whose length is the config's layer count."""
+    trunk = base_model(model)
+    config = getattr(model, "config", None)
+    n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    candidates = [(name, mod) for name, mod in trunk.named_modules() if isinstance(mod, nn.ModuleList) and len(mod) > 0]
+    for name, mod in candidates:
+        if n_layers is None or len(mod) == n_layers:
+            return name, mod
+    raise HookpointError(
+        f"Could not find the transformer blocks of {type(model).__name__} (expected a ModuleList of "
+        f"{n_layers} layers). Pass an explicit module path with --hookpoint, e.g. 'layers.3'."
+    )
+
+
+def resolve_hookpoint(model: nn.Module, layer: int | None = None, site: Site = "resid", path: str | None = None) -> Hookpoint:
+    """Resolve a layer index (negative counts from the end) or an explicit module path to a Hookpoint."""
+    trunk = base_model(model)
+    if path is not None:
+        try:
+            trunk.get_submodule(path)
+        except AttributeError:
+            names = [n for n, _ in trunk.named_modules() if n][:12]
+            raise HookpointError(
+                f"Module path {path!r} does not exist in {type(trunk).__name__}. Paths are relative to "
+                f"model.base_model; some valid ones: {', '.join(names)} ..."
+            ) from None
+        return Hookpoint(path=path, layer=layer, site=site)
+    if layer is None:
+        raise HookpointError("Give either a layer index (--layer) or a module path (--hookpoint).")
+    blocks_name, blocks = block_list(model)
+    n = len(blocks)
+    index = layer + n if layer < 0 else layer
+    if not 0 <= index < n:
+        raise HookpointError(f"Layer {layer} is out of range: {type(model).__name__} has {n} layers (0..{n - 1}).")
+    block_path = f"{blocks_name}.{index}"
+    if site == "resid":
+        return Hookpoint(path=block_path, layer=index, site=site)
+    block = blocks[index]
+    for name in _MLP_NAMES:
+        try:
+            block.get_submodule(name)
+        except AttributeError:
+            continue
+        return Hookpoint(path=f"{block_path}.{name}", layer=index, site=site)
+    raise HookpointError(f"Block {block_path} has no MLP sub-module among {_MLP_NAMES}; pass --hookpoint explicitly.")
+
+
+def hidden_size(model: nn.Module) -> int:
+    config = model.config
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise ShapeMismatchError(f"Cannot tell the hidden size of {type(model).__name__} from its config.")
+
+
+def output_tensor(output: object) -> torch.Tensor:
+    """Blocks return a Tensor (transformers 5) or a tuple whose first item is the hidden state."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise HookpointError(f"The hooked module returned {type(output).__name__}, not a tensor; hook another module.")
+
+
+class _StopForward(Exception):
+    """Raised inside the hook to end the forward pass at the hooked layer."""
+
+
+def masked_max_pool(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over positions where ``mask`` is true; a row with no real token pools to zeros."""
+    mask3 = mask.unsqueeze(-1).to(torch.bool)
+    filled = acts.masked_fill(~mask3, float("-inf"))
+    pooled = filled.amax(dim=1)
+    empty = ~mask.any(dim=1)
+    if empty.any():
+        pooled[empty] = 0.0
+    return pooled
+
+
+class ActivationExtractor:
+    """Pooled activations at one hookpoint, batched with length bucketing, truncated forward.
+
+    ``token_transform`` maps per-token activations before pooling (an atlas passes its SAE's
+    ``encode`` here, so SAE features are max-pooled exactly like raw subject activations).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        hookpoint: Hookpoint,
+        *,
+        batch_size: int = 16,
+        max_length: int = 128,
+        token_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        bucket_batches: int = 8,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.hookpoint = hookpoint
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.token_transform = token_transform
+        self.bucket_batches = bucket_batches
+        if tokenizer.pad_token is None:  # GPT-2 style tokenizers ship without one
+            tokenizer.pad_token = tokenizer.eos_token
+        self.module = base_model(model).get_submodule(hookpoint.path)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+
+    @torch.inference_mode()
+    def _forward_batch(self, texts: list[str]) -> torch.Tensor:
+        enc = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
+        special = enc.pop("special_tokens_mask").to(torch.bool)
+        mask = enc["attention_mask"].to(torch.bool) & ~special
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _args, output):
+            captured.append(output_tensor(output))
+            raise _StopForward
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            self.model(**inputs, use_cache=False) if _accepts_use_cache(self.model) else self.model(**inputs)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise HookpointError(f"Hookpoint {self.hookpoint.path!r} was never reached during the forward pass.")
+        acts = captured[0]
+        if self.token_transform is not None:
+            acts = self.token_transform(acts.to(torch.float32))
+        return masked_max_pool(acts.float(), mask.to(acts.device)).cpu()
+
+    def pooled_batches(self, texts: Iterable[str], progress: bool = False, total: int | None = None) -> Iterator[torch.Tensor]:
+        """Yield pooled activations (float32, CPU) for consecutive groups of texts, in input order."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="seq", desc="activations", disable=not progress)
+        group: list[str] = []
+        group_size = self.batch_size * self.bucket_batches
+        for text in texts:
+            group.append(text)
+            if len(group) == group_size:
+                yield self._pool_group(group)
+                bar.update(len(group))
+                group = []
+        if group:
+            yield self._pool_group(group)
+            bar.update(len(group))
+        bar.close()
+
+    def _pool_group(self, group: list[str]) -> torch.Tensor:
+        # Sort by length so each batch pads little; then restore the input order.
+        order = sorted(range(len(group)), key=lambda i: len(group[i]))
+        parts = [self._forward_batch([group[i] for i in order[s : s + self.batch_size]]) for s in range(0, len(order), self.batch_size)]
+        pooled = torch.cat(parts)
+        out = torch.empty_like(pooled)
+        out[torch.tensor(order)] = pooled
+        return out
+
+    def pooled(self, texts: list[str]) -> torch.Tensor:
+        """Pooled activations for a (small) list of texts as one tensor (N, d)."""
+        parts = list(self.pooled_batches(texts))
+        return torch.cat(parts) if parts else torch.empty(0, 0)
+
+
+def _accepts_use_cache(model: nn.Module) -> bool:
+    return bool(getattr(getattr(model, "config", None), "use_cache", False))

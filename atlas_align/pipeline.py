@@ -1,0 +1,172 @@
+"""The align workflow: models + corpus → one streaming pass → fitted AtlasAlignment (+ held-out check)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas_align.alignment import AtlasAlignment
+from atlas_align.errors import ConfigError, NotYetImplemented
+from atlas_align.harness.activations import ActivationExtractor, hidden_size, resolve_hookpoint
+from atlas_align.harness.corpus import CorpusConfig, iter_samples
+from atlas_align.harness.fitting import collect_statistics
+from atlas_align.harness.methods import METHODS, get_method
+from atlas_align.harness.spaces import ActivationSpace, RawModelSpace
+from atlas_align.harness.statistics import AlignmentStatistics, row_normalize
+from atlas_align.registry.artifact import AlignmentConfig, CorpusRef, SubjectRef
+
+DEFAULT_SUBJECT = "smollm2"
+DEFAULT_SUBJECT_LAYER = 20
+DEFAULT_ATLAS = "builtin"
+
+
+class AlignRequest(BaseModel):
+    """Everything `atlas-align align` needs (validated once, here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = DEFAULT_SUBJECT
+    layer: int | None = DEFAULT_SUBJECT_LAYER
+    hookpoint: str | None = None
+    site: Literal["resid", "mlp"] = "resid"
+    atlas: str = DEFAULT_ATLAS
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    samples: int = Field(4000, gt=0)
+    method: str = "procrustes"
+    method_params: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(16, gt=0)
+    max_length: int = Field(128, gt=1)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    heldout_samples: int = Field(256, ge=0)
+    seed: int = 0
+
+
+@dataclass
+class HeldoutReport:
+    """Held-out check of a fitted translation against the shuffled-pairs control."""
+
+    n: int
+    matched_cosine: float
+    shuffled_cosine: float
+    top1: float
+    mrr: float
+    control_top1: float
+    control_mrr: float
+    chance_top1: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
+
+
+def load_subject(name: str, dtype: str = "float32"):
+    from atlas_align.harness.assets import canonical_model_id, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(name, dtype=getattr(torch, dtype))
+    return model, tokenizer, canonical_model_id(name)
+
+
+def load_atlas_space(spec: str, *, batch_size: int, max_length: int, dtype: str = "float32") -> ActivationSpace:
+    """'model:NAME@LAYER' → a raw model space; 'builtin', a folder or a repo id → a labelled SAE atlas."""
+    if spec.startswith("model:"):
+        name, _, layer = spec[len("model:") :].rpartition("@")
+        if not name or not layer.lstrip("-").isdigit():
+            raise ConfigError(f"Atlas spec {spec!r} must look like 'model:NAME@LAYER', e.g. 'model:minilm@4'.")
+        model, tokenizer, model_id = load_subject(name, dtype)
+        hook = resolve_hookpoint(model, int(layer))
+        return RawModelSpace(ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length), model_id)
+    try:
+        from atlas_align.harness.atlas import Atlas
+    except ImportError:
+        raise NotYetImplemented(
+            f"SAE atlases ({spec!r}) are not available in this build yet; use a raw model space such as "
+            f"--atlas model:minilm@4."
+        ) from None
+    return Atlas.load(spec).space(batch_size=batch_size, max_length=max_length)
+
+
+def heldout_report(alignment: AtlasAlignment, control: AtlasAlignment | None, subject: ActivationExtractor, atlas: ActivationSpace, corpus: CorpusConfig, n: int) -> HeldoutReport | None:
+    """Translate held-out subject activations into atlas space and match them to the true atlas rows."""
+    texts = [s.text for s in iter_samples(corpus, "heldout", limit=n)]
+    if len(texts) < 2:
+        return None
+    s_acts = torch.cat(list(subject.pooled_batches(texts)))
+    c_acts = torch.cat(list(atlas.pooled_batches(texts)))
+    target = row_normalize(c_acts)
+
+    def scores(al: AtlasAlignment) -> tuple[torch.Tensor, float, float]:
+        sims = row_normalize(al.translate_to_atlas(s_acts)) @ target.T
+        diag = sims.diag()
+        ranks = 1 + (sims > diag[:, None]).sum(1)
+        return sims, float((ranks == 1).float().mean()), float((1.0 / ranks).mean())
+
+    sims, top1, mrr = scores(alignment)
+    c_top1, c_mrr = scores(control)[1:] if control is not None else (float("nan"), float("nan"))
+    off = sims.roll(1, dims=1).diag()
+    return HeldoutReport(
+        n=len(texts),
+        matched_cosine=float(sims.diag().mean()),
+        shuffled_cosine=float(off.mean()),
+        top1=top1,
+        mrr=mrr,
+        control_top1=c_top1,
+        control_mrr=c_mrr,
+        chance_top1=1.0 / len(texts),
+    )
+
+
+@dataclass
+class AlignResult:
+    alignment: AtlasAlignment
+    control: AtlasAlignment
+    report: HeldoutReport | None
+    seconds: float
+    statistics: AlignmentStatistics
+
+
+def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_ref: SubjectRef, atlas: ActivationSpace, corpus_ref: CorpusRef) -> AtlasAlignment:
+    method = get_method(method_name, **params).fit(stats)
+    config = AlignmentConfig(
+        subject=subject_ref,
+        atlas=atlas.ref,
+        method=method_name,
+        method_params=method.get_params(),
+        row_normalize=method.row_normalize,
+        corpus=corpus_ref,
+        d_s=stats.d_s,
+        d_c=stats.d_c,
+    )
+    return AtlasAlignment(config, method.T_, method.subject_shift_, method.subject_scale_, labels=atlas.labels)
+
+
+def run_alignment(req: AlignRequest, *, progress: bool = True, subject_bundle=None, atlas_space: ActivationSpace | None = None, checkpoint: str | Path | None = None, resume: bool = False) -> AlignResult:
+    """Fit ``req.method`` (and a shuffled-pairs control) in one pass over the corpus."""
+    if req.method not in METHODS:
+        METHODS.get(req.method)  # raises the helpful "did you mean" error
+    torch.manual_seed(req.seed)
+    start = time.perf_counter()
+    model, tokenizer, model_id = subject_bundle or load_subject(req.subject, req.dtype)
+    hook = resolve_hookpoint(model, req.layer, req.site, req.hookpoint)
+    subject = ActivationExtractor(model, tokenizer, hook, batch_size=req.batch_size, max_length=req.max_length)
+    atlas = atlas_space or load_atlas_space(req.atlas, batch_size=req.batch_size, max_length=req.max_length, dtype=req.dtype)
+    d_s = hidden_size(model)
+    needs_gram = METHODS.get(req.method).needs_gram
+    control_stats = AlignmentStatistics(d_s, atlas.width, needs_gram)
+    stats = collect_statistics(
+        subject, atlas, iter_samples(req.corpus, "train"), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
+        progress=progress, checkpoint=checkpoint, resume=resume, control=control_stats,
+    )
+    subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, site=hook.site)
+    corpus_ref = CorpusRef(
+        source=req.corpus.source, n_samples=stats.n, window_words=req.corpus.window_words,
+        heldout_fraction=req.corpus.heldout_fraction, split_salt=req.corpus.split_salt, seed=req.seed,
+    )
+    alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref)
+    control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref)
+    report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples else None
+    return AlignResult(alignment, control, report, time.perf_counter() - start, stats)

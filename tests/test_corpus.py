@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from atlas_align.errors import CorpusError
+from atlas_align.harness.corpus import CorpusConfig, chunk_words, iter_samples, split_of
+
+
+def test_chunking_is_at_word_boundaries():
+    text = " ".join(f"w{i}" for i in range(10))
+    assert chunk_words(text, 4) == ["w0 w1 w2 w3", "w4 w5 w6 w7", "w8 w9"]
+
+
+def test_split_is_deterministic_and_near_the_fraction():
+    texts = [f"sentence number {i}" for i in range(5000)]
+    first = [split_of(t, 0.1) for t in texts]
+    assert first == [split_of(t, 0.1) for t in texts]
+    assert 0.08 < first.count("heldout") / len(texts) < 0.12
+    assert split_of("x y", 0.1, "salt-a") in ("train", "heldout")
+
+
+def test_local_jsonl_txt_and_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.jsonl").write_text("\n".join(json.dumps({"body": f"text {i} here", "category": "x"}) for i in range(20)))
+    (tmp_path / "d" / "b.txt").write_text("para one line\nstill one\n\npara two\n")
+    cfg = CorpusConfig(source=str(tmp_path / "d"), text_field="body", heldout_fraction=0.0)
+    samples = list(iter_samples(cfg, "all"))
+    assert len(samples) == 22  # 20 jsonl rows + 2 paragraphs of b.txt
+    cfg_txt = CorpusConfig(source=str(tmp_path / "d" / "b.txt"))
+    assert [s.text for s in iter_samples(cfg_txt, "all")] == ["para one line still one", "para two"]
+    train = list(iter_samples(CorpusConfig(source=str(tmp_path / "d" / "a.jsonl"), text_field="body", heldout_fraction=0.5), "train"))
+    held = list(iter_samples(CorpusConfig(source=str(tmp_path / "d" / "a.jsonl"), text_field="body", heldout_fraction=0.5), "heldout"))
+    assert len(train) + len(held) == 20 and not {s.text for s in train} & {s.text for s in held}
+
+
+def test_bad_corpus_inputs_are_clear(tmp_path):
+    with pytest.raises(CorpusError, match="neither 'builtin'"):
+        list(iter_samples(CorpusConfig(source=str(tmp_path / "missing.jsonl"))))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{not json\n')
+    with pytest.raises(CorpusError, match="bad.jsonl:2"):
+        list(iter_samples(CorpusConfig(source=str(bad)), "all"))
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text('{"content": "hello there"}\n')
+    with pytest.raises(CorpusError, match="--text-field"):
+        list(iter_samples(CorpusConfig(source=str(wrong)), "all"))
