@@ -158,6 +158,12 @@ class AtlasAlignment(
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"T": self.T, "subject_shift": self.subject_shift, "subject_scale": self.subject_scale}
 
+    def generate_model_card(self, *args, **kwargs):
+        """The card from ``cards/alignment.md.j2`` with per-instance metadata (base_model, tags, model-index)."""
+        from atlas_align.registry.cards import render_card
+
+        return render_card(self.config, repo_id=kwargs.get("repo_id"), revision=kwargs.get("revision"), metrics=kwargs.get("metrics"), plot=kwargs.get("plot"))
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         sha = write_weights(save_directory, self.tensors(), self.config)
