@@ -1,0 +1,143 @@
+"""Collect alignment repos from a registry at pinned commit shas, verify their scores, build the board."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, LeaderboardRow
+from atlas_align.registry.artifact import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, AlignmentConfig
+
+# A verifier re-runs the benchmarks on a downloaded snapshot folder and returns eval-results JSON.
+Verifier = Callable[[Path], dict[str, Any]]
+TOLERANCE = 1e-3
+
+
+def extract_metrics(eval_results: dict[str, Any] | None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Map an eval_results.json document to the board's metric columns and benchmark versions."""
+    metrics: dict[str, float | None] = {key: None for key in METRIC_COLUMNS}
+    versions: dict[str, str] = {}
+    if not eval_results:
+        return metrics, versions
+    results = eval_results.get("results", eval_results)
+    entries = results.items() if isinstance(results, dict) else ((r.get("benchmark", ""), r) for r in results)
+    by_name: dict[str, dict[str, Any]] = {}
+    for full_name, entry in entries:
+        name, _, version = str(full_name).partition("@")
+        if isinstance(entry, dict):
+            version = str(entry.get("version", entry.get("benchmark_version", version)) or version)
+            by_name[name] = entry.get("metrics", entry)
+            versions[name] = version or "?"
+    for key, (_, path) in METRIC_COLUMNS.items():
+        bench, metric = path.split(":")
+        value = by_name.get(bench, {}).get(metric)
+        metrics[key] = float(value) if isinstance(value, (int, float)) else None
+    return metrics, versions
+
+
+def _differs(a: dict[str, float | None], b: dict[str, float | None]) -> bool:
+    return any(a.get(k) is not None and b.get(k) is not None and abs(a[k] - b[k]) > TOLERANCE for k in METRIC_COLUMNS)
+
+
+class VerificationCache:
+    """Verified results keyed by (commit sha, benchmark versions): never recompute a verified commit."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, commit: str, versions: dict[str, str]) -> Path:
+        tag = "-".join(f"{k}@{v}" for k, v in sorted(versions.items())) or "default"
+        return self.root / commit / f"{tag}.json"
+
+    def get(self, commit: str, versions: dict[str, str]) -> dict[str, Any] | None:
+        path = self._path(commit, versions)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, commit: str, versions: dict[str, str], results: dict[str, Any]) -> None:
+        path = self._path(commit, versions)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(results, handle, sort_keys=True)
+        os.replace(tmp, path)
+
+
+def collect(
+    api,
+    *,
+    verify: bool = True,
+    verifier: Verifier | None = None,
+    cache_dir: str | Path = ".cache/atlas-align/leaderboard",
+    progress: bool = True,
+) -> Leaderboard:
+    """List alignment repos (tag ``atlas-alignment``), read each at its current commit sha, verify, rank."""
+    cache = VerificationCache(Path(cache_dir) / "verified")
+    rows: list[LeaderboardRow] = []
+    models = list(api.list_models(filter="atlas-alignment"))
+    for model in tqdm(models, desc="leaderboard", unit="repo", disable=not progress):
+        sha = api.model_info(model.id).sha
+        config_path = api.hf_hub_download(model.id, CONFIG_FILENAME, revision=sha, cache_dir=str(Path(cache_dir) / "hub"))
+        config = AlignmentConfig.model_validate_json(Path(config_path).read_text())
+        reported = _download_eval_results(api, model.id, sha, cache_dir)
+        reported_metrics, versions = extract_metrics(reported)
+        row = LeaderboardRow(
+            repo_id=model.id,
+            commit=sha,
+            atlas_id=config.atlas.atlas_id,
+            atlas_revision=config.atlas.revision,
+            subject_model=config.subject.model_id,
+            layer=config.subject.layer,
+            hookpoint=config.subject.hookpoint,
+            method=config.method,
+            metrics=reported_metrics,
+            self_reported=reported_metrics,
+            benchmark_versions=versions,
+            status="self-reported" if reported else "unevaluated",
+        )
+        if verify:
+            row = _verify(api, row, cache, verifier, cache_dir)
+        rows.append(row)
+    endpoint = getattr(api, "endpoint", None) or "https://huggingface.co"
+    return Leaderboard(generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), registry=endpoint, rows=rows)
+
+
+def _download_eval_results(api, repo_id: str, sha: str, cache_dir: str | Path) -> dict[str, Any] | None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = api.hf_hub_download(repo_id, EVAL_RESULTS_FILENAME, revision=sha, cache_dir=str(Path(cache_dir) / "hub"))
+    except EntryNotFoundError:
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifier | None, cache_dir: str | Path) -> LeaderboardRow:
+    verified = cache.get(row.commit, row.benchmark_versions)
+    if verified is None:
+        if verifier is None:
+            verifier = default_verifier
+        folder = Path(api.snapshot_download(row.repo_id, revision=row.commit, cache_dir=str(Path(cache_dir) / "hub")))
+        verified = verifier(folder)
+        cache.put(row.commit, row.benchmark_versions, verified)
+    metrics, versions = extract_metrics(verified)
+    status = "corrected" if _differs(metrics, row.self_reported) else "verified"
+    notes = "self-reported scores differ from the recomputed ones" if status == "corrected" else ""
+    return row.model_copy(update={"metrics": metrics, "benchmark_versions": versions or row.benchmark_versions, "status": status, "notes": notes})
+
+
+def default_verifier(folder: Path) -> dict[str, Any]:
+    """Re-run the standard benchmarks on a snapshot (fixed versions, fixed held-out split)."""
+    try:
+        from atlas_align.evaluation import evaluate_for_leaderboard
+    except ImportError:
+        from atlas_align.errors import NotYetImplemented
+
+        raise NotYetImplemented("Verification needs the benchmarks (atlas_align.evaluation); use --no-verify for now.") from None
+    return evaluate_for_leaderboard(folder)
