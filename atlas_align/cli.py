@@ -132,5 +132,186 @@ def search(artifact, query, revision, top_k, as_json):
         click.echo(f"  neuron {index:<6} similarity={sim:+.3f}")
 
 
+# --- publishing -------------------------------------------------------------------------------
+_endpoint_option = click.option("--endpoint", envvar="HF_ENDPOINT", default=None, help="Hub or registry server URL (default: $HF_ENDPOINT, else huggingface.co).")
+_token_option = click.option("--token", envvar="HF_TOKEN", default=None, help="Access token (default: $HF_TOKEN or the cached login).")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("repo_id")
+@click.option("--tag", default=None, help="Tag the new commit, e.g. v1.0.")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--message", default=None, help="Commit message.")
+@_endpoint_option
+@_token_option
+@friendly_errors
+def push(folder, repo_id, tag, private, message, endpoint, token):
+    """Publish an alignment folder to the Hub (or a registry server) as one commit.
+
+    \b
+    Example:
+      atlas-align push runs/smollm2-l20 my-org/smollm2-l20-atlas --tag v1.0
+    """
+    from atlas_align.registry.hub import make_api, push_folder
+
+    result = push_folder(make_api(endpoint, token), folder, repo_id, tag=tag, private=private, commit_message=message)
+    click.echo(f"Pushed {folder} → {repo_id} @ {result['commit'][:12]}" + (f" (tag {tag})" if tag else ""))
+
+
+@main.command()
+@click.argument("repo_id")
+@click.option("--revision", default=None, help="Branch, tag or commit sha (default: main).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Copy the files here (default: only the HF cache).")
+@_endpoint_option
+@_token_option
+@friendly_errors
+def pull(repo_id, revision, out, endpoint, token):
+    """Download an alignment at a revision, verify it, and print what it is.
+
+    \b
+    Example:
+      atlas-align pull my-org/smollm2-l20-atlas --revision v1.0 --out ./smollm2-l20
+    """
+    from atlas_align.alignment import AtlasAlignment
+    from atlas_align.registry.hub import make_api
+
+    api = make_api(endpoint, token)
+    folder = api.snapshot_download(repo_id, revision=revision, local_dir=out)
+    alignment = AtlasAlignment.from_pretrained(folder)
+    click.echo(f"{alignment!r}\n  files: {folder}")
+
+
+@main.group()
+def registry() -> None:
+    """Run and query a Hub-compatible registry server (for air-gapped labs and CI)."""
+
+
+@registry.command("serve")
+@click.option("--root", type=click.Path(file_okay=False), required=True, help="Folder holding the registry's database and blobs.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@friendly_errors
+def registry_serve(root, host, port):
+    """Serve the Hub HTTP API subset the huggingface_hub client uses.
+
+    \b
+    Example:
+      atlas-align registry serve --root ./registry --port 8000
+      export HF_ENDPOINT=http://127.0.0.1:8000 HF_HUB_DISABLE_XET=1
+    """
+    from atlas_align.registry.server import serve
+
+    serve(root, host=host, port=port)
+
+
+@registry.group("token")
+def registry_token() -> None:
+    """Manage access tokens of a registry server."""
+
+
+@registry_token.command("create")
+@click.option("--root", type=click.Path(file_okay=False), required=True, help="The registry's folder.")
+@click.option("--user", required=True, help="User (namespace) the token writes to.")
+@click.option("--read-only", is_flag=True, help="A token that can only read (private repos of that user).")
+@friendly_errors
+def registry_token_create(root, user, read_only):
+    """Create a token and print it once (only its hash is stored).
+
+    \b
+    Example:
+      export HF_TOKEN=$(atlas-align registry token create --root ./registry --user my-org)
+    """
+    from atlas_align.registry.store import create_token
+
+    click.echo(create_token(root, user, write=not read_only))
+
+
+@registry.command("versions")
+@click.argument("repo_id")
+@_endpoint_option
+@_token_option
+@friendly_errors
+def registry_versions(repo_id, endpoint, token):
+    """List the tags, branches and commits of an alignment repo.
+
+    \b
+    Example:
+      atlas-align registry versions my-org/smollm2-l20-atlas
+    """
+    from atlas_align.registry.hub import list_versions, make_api
+
+    versions = list_versions(make_api(endpoint, token), repo_id)
+    for kind in ("tags", "branches"):
+        for ref in versions[kind]:
+            click.echo(f"{kind[:-1]:<7} {ref['name']:<20} {ref['commit'][:12]}")
+    for commit in versions["commits"]:
+        click.echo(f"commit  {commit['commit'][:12]}  {commit['date'] or '':<26} {commit['title']}")
+
+
+@registry.command("ls")
+@click.option("--search", default=None, help="Substring of the repo id.")
+@click.option("--author", default=None, help="Namespace.")
+@_endpoint_option
+@_token_option
+@friendly_errors
+def registry_ls(search, author, endpoint, token):
+    """List alignment repos (tag atlas-alignment) in a registry.
+
+    \b
+    Example:
+      atlas-align registry ls --author my-org
+    """
+    from atlas_align.registry.hub import list_alignments, make_api
+
+    for repo in list_alignments(make_api(endpoint, token), search=search, author=author):
+        click.echo(f"{repo['id']:<50} {(repo['sha'] or '')[:12]}")
+
+
+# --- leaderboard ------------------------------------------------------------------------------
+@main.group()
+def leaderboard() -> None:
+    """Build and show the cross-model leaderboard of alignment quality."""
+
+
+@leaderboard.command("build")
+@click.option("--registry", "endpoint", envvar="HF_ENDPOINT", default=None, help="Hub or registry URL (default: $HF_ENDPOINT).")
+@_token_option
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Re-run the benchmarks for commits not verified yet.")
+@click.option("--out", type=click.Path(file_okay=False), default="leaderboard", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=".cache/atlas-align/leaderboard", show_default=True, help="Verified results, keyed by commit sha.")
+@friendly_errors
+def leaderboard_build(endpoint, token, verify, out, cache_dir):
+    """Collect alignments from a registry, verify them, and write leaderboard.json / LEADERBOARD.md / index.html.
+
+    \b
+    Example:
+      atlas-align leaderboard build --registry http://127.0.0.1:8000 --out leaderboard/
+    """
+    from atlas_align.leaderboard.collect import collect
+    from atlas_align.leaderboard.render import render
+    from atlas_align.registry.hub import make_api
+
+    board = collect(make_api(endpoint, token), verify=verify, cache_dir=cache_dir)
+    paths = render(board, out)
+    counts = {s: sum(r.status == s for r in board.rows) for s in ("verified", "corrected", "self-reported", "unevaluated")}
+    click.echo(f"{len(board.rows)} alignments ({', '.join(f'{v} {k}' for k, v in counts.items() if v)}) → {', '.join(str(p) for p in paths.values())}")
+
+
+@leaderboard.command("show")
+@click.option("--path", type=click.Path(exists=True, dir_okay=False), default="leaderboard/leaderboard.json", show_default=True)
+@friendly_errors
+def leaderboard_show(path):
+    """Print the leaderboard tables.
+
+    \b
+    Example:
+      atlas-align leaderboard show
+    """
+    from atlas_align.leaderboard.render import load, to_markdown
+
+    click.echo(to_markdown(load(path)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
