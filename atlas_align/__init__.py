@@ -1,21 +1,44 @@
-"""atlas-align: make any model interpretable through a labelled Concept Atlas (arXiv 2510.27413)."""
+"""atlas-align: make any model interpretable through a labelled Concept Atlas (arXiv 2510.27413).
 
-from atlas_align.alignment import AtlasAlignment, SearchResult
-from atlas_align.errors import AtlasAlignError
-from atlas_align.harness.corpus import CorpusConfig
-from atlas_align.harness.labels import FeatureLabels
-from atlas_align.harness.statistics import AlignmentStatistics
-from atlas_align.pipeline import AlignRequest, run_alignment
-from atlas_align.registry.artifact import AlignmentConfig
+Names are imported lazily so that light entry points (the registry server, ``--help``) do not pay
+for torch and transformers.
+"""
 
-__all__ = [
-    "AlignRequest",
-    "AlignmentConfig",
-    "AlignmentStatistics",
-    "AtlasAlignError",
-    "AtlasAlignment",
-    "CorpusConfig",
-    "FeatureLabels",
-    "SearchResult",
-    "run_alignment",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AlignRequest": "atlas_align.pipeline",
+    "AlignmentConfig": "atlas_align.registry.artifact",
+    "AlignmentStatistics": "atlas_align.harness.statistics",
+    "AtlasAlignError": "atlas_align.errors",
+    "AtlasAlignment": "atlas_align.alignment",
+    "CorpusConfig": "atlas_align.harness.corpus",
+    "FeatureLabels": "atlas_align.harness.labels",
+    "SearchResult": "atlas_align.alignment",
+    "run_alignment": "atlas_align.pipeline",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlas_align.alignment import AtlasAlignment, SearchResult
+    from atlas_align.errors import AtlasAlignError
+    from atlas_align.harness.corpus import CorpusConfig
+    from atlas_align.harness.labels import FeatureLabels
+    from atlas_align.harness.statistics import AlignmentStatistics
+    from atlas_align.pipeline import AlignRequest, run_alignment
+    from atlas_align.registry.artifact import AlignmentConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'atlas_align' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
