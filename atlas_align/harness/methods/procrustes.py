@@ -12,14 +12,17 @@ from atlas_align.harness.statistics import AlignmentStatistics
 class Procrustes(AlignmentMethod):
     """min ‖Ŝ − Ĉ Tᵀ‖_F s.t. T Tᵀ = I, solved by the SVD of Ŝᵀ Ĉ = U Σ Vᵀ → T = U Vᵀ (thin).
 
-    ``center=True`` subtracts the mean normalised row first (not in the paper; an option because
-    max-pooled activations share a large common component).
+    ``center=True`` (default) subtracts the mean normalised row of each side first. The paper
+    only normalises rows, but max-pooled activations share one dominant direction and the
+    uncentred fit degenerates to mapping it: on SmolLM2 layer 20 → MiniLM layer 3 (2,000 texts)
+    held-out top-1 text matching was 0.0025 (= chance) uncentred vs 0.475 centred.
+    ``center=False`` reproduces the paper's exact formulation.
     """
 
     name = "procrustes"
     row_normalize = True
 
-    def __init__(self, center: bool = False) -> None:
+    def __init__(self, center: bool = True) -> None:
         self.center = center
 
     def fit(self, stats: AlignmentStatistics) -> Procrustes:
