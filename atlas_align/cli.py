@@ -62,15 +62,18 @@ def _print_report(result) -> None:
 @click.option("--max-length", type=int, default=128, show_default=True, help="Max tokens per text.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder for the artifact.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Save statistics here every 50 chunks (atomic).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Save statistics here every --checkpoint-every chunks (atomic).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=50, show_default=True, help="Chunks (of 64 texts) between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@click.option("--distributed", is_flag=True, help="Data-parallel under torchrun: each rank pools a share, one all_reduce, rank 0 saves.")
 @friendly_errors
-def align(subject, layer, hookpoint, site, atlas, corpus, text_field, samples, method, batch_size, max_length, dtype, out, checkpoint, resume):
+def align(subject, layer, hookpoint, site, atlas, corpus, text_field, samples, method, batch_size, max_length, dtype, out, checkpoint, checkpoint_every, resume, distributed):
     """Fit a translation between an atlas and a subject model on shared texts, and save the artifact.
 
     \b
     Example:
       atlas-align align --subject smollm2 --layer 20 --atlas builtin --samples 4000 --out runs/smollm2-l20
+      torchrun --nproc_per_node 2 -m atlas_align.cli align --distributed --subject smollm2 --out runs/smollm2-l20
     """
     from atlas_align.harness.corpus import CorpusConfig
     from atlas_align.pipeline import AlignRequest, run_alignment
@@ -80,15 +83,22 @@ def align(subject, layer, hookpoint, site, atlas, corpus, text_field, samples, m
         corpus=CorpusConfig(source=corpus, text_field=text_field), samples=samples, method=method,
         batch_size=batch_size, max_length=max_length, dtype=dtype,
     )
-    result = run_alignment(req, checkpoint=checkpoint, resume=resume)
-    result.alignment.save_pretrained(out)
+    if distributed:
+        from atlas_align.harness.distributed import align_distributed
+
+        result = align_distributed(req, out, checkpoint=checkpoint, resume=resume, checkpoint_every=checkpoint_every)
+        if result is None:  # ranks other than 0 have nothing to print
+            return
+    else:
+        result = run_alignment(req, checkpoint=checkpoint, resume=resume, checkpoint_every=checkpoint_every)
+        result.alignment.save_pretrained(out)
     click.echo(f"Saved {result.alignment!r} to {out}")
     _print_report(result)
 
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="atlas-align-demo", show_default=True, help="Where the demo writes its artifact.")
-@click.option("--samples", type=int, default=3000, show_default=True, help="Shared training texts.")
+@click.option("--samples", type=int, default=2000, show_default=True, help="Shared training texts.")
 @friendly_errors
 def demo(out, samples):
     """Run the whole chain offline on real pretrained models: align, save, reload, search, explain, steer.
@@ -327,9 +337,9 @@ def atlas() -> None:
 @click.option("--k", type=int, default=24, show_default=True, help="Active features per token (TopK SAE).")
 @click.option("--corpus", default="builtin", show_default=True, help="'builtin' (WordNet sentences with categories), a .txt/.jsonl file or folder, or a HF dataset id.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL / dataset field holding the text.")
-@click.option("--samples", type=int, default=16000, show_default=True, help="Training texts (windows).")
+@click.option("--samples", type=int, default=12000, show_default=True, help="Training texts (windows).")
 @click.option("--heldout-samples", type=int, default=4000, show_default=True, help="Held-out texts for evaluation and labels.")
-@click.option("--training-tokens", type=int, default=3_000_000, show_default=True, help="Tokens shown to the SAE (epochs over the collected ones).")
+@click.option("--training-tokens", type=int, default=500_000, show_default=True, help="Tokens shown to the SAE (epochs over the collected ones).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the text draw, token order and SAE init (rebuilds are bit-for-bit).")
 @click.option("--name", default="local", show_default=True, help="Name recorded in atlas.json.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output atlas folder.")
@@ -339,7 +349,7 @@ def atlas_build(model, layer, width, k, corpus, text_field, samples, heldout_sam
 
     \b
     Example:
-      atlas-align atlas build --model minilm --layer 3 --width 1536 --corpus builtin --samples 16000 --seed 0 --out my-atlas
+      atlas-align atlas build --model minilm --layer 3 --width 1536 --corpus builtin --samples 12000 --seed 0 --out my-atlas
     """
     from atlas_align.harness.atlas_build import AtlasBuildConfig, build_atlas
     from atlas_align.harness.corpus import CorpusConfig
@@ -408,6 +418,75 @@ def atlas_search(query, spec, top_k, as_json):
     for item, score in hits:
         extra = f"  AUROC={item.score:.3f} (validated)" if item.validated and item.score is not None else ""
         click.echo(f"  #{item.feature:<6} {item.label:<48} match={score:.2f}{extra}")
+
+
+# --- evaluation ------------------------------------------------------------------------------
+@main.command(name="eval")
+@click.argument("artifact")
+@click.option("--benchmarks", default="translation,retrieval,steering", show_default=True, help="Comma-separated benchmark names (name or name@version).")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Held-out texts (a seeded sample of the alignment corpus's held-out split).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for feature sampling, held-out sampling and the shuffled-T control.")
+@click.option("--revision", default=None, help="Branch, tag or commit sha when ARTIFACT is a repo id.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Where a downloaded repo's artifact and results go (default: ORG--NAME-eval).")
+@click.option("--atlas", "atlas_spec", default=None, help="Override the atlas the artifact records ('builtin', a folder or a repo id).")
+@click.option("--concepts", default=None, help="steering: comma-separated categories, e.g. noun.animal,noun.food.")
+@click.option("--push", "push_repo", default=None, help="Afterwards, push the artifact folder (with its results) to this repo.")
+@click.option("--tag", default=None, help="With --push: tag the new commit.")
+@_endpoint_option
+@_token_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@friendly_errors
+def eval_command(artifact, benchmarks, samples, seed, revision, out, atlas_spec, concepts, push_repo, tag, endpoint, token, as_json):
+    """Run the versioned benchmarks on an alignment and write eval_results.json, the card and the plot.
+
+    \b
+    Example:
+      atlas-align eval runs/smollm2-l20 --benchmarks translation,retrieval --samples 1000
+      atlas-align eval runs/smollm2-l20 --push my-org/smollm2-l20-atlas --tag v1.0-eval
+    """
+    from atlas_align.evaluation import evaluate, format_tables
+
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    params = {"steering": {"concepts": [c.strip() for c in concepts.split(",")]}} if concepts else None
+    report = evaluate(artifact, names, samples=samples, seed=seed, revision=revision, out=out, atlas=atlas_spec, params=params)
+    if as_json:
+        click.echo(json.dumps({k: v.model_dump(mode="json") for k, v in report.results.items()}, indent=2))
+    else:
+        click.echo(format_tables(report.results))
+        click.echo(f"Wrote {', '.join(p.name for p in report.files)} to {report.folder}")
+    if push_repo:
+        from atlas_align.registry.hub import make_api, push_folder
+
+        result = push_folder(make_api(endpoint, token), report.folder, push_repo, tag=tag, commit_message=f"atlas-align eval: {', '.join(report.results)}")
+        click.echo(f"Pushed {report.folder} → {push_repo} @ {result['commit'][:12]}" + (f" (tag {tag})" if tag else ""))
+
+
+@main.group()
+def steer() -> None:
+    """Steering vectors from an alignment, for other tools."""
+
+
+@steer.command("export")
+@click.argument("artifact")
+@click.option("--concept", required=True, help="Feature ids ('12;40'), a category ('noun.animal') or a label query ('animal').")
+@click.option("--strength", type=float, required=True, help="λ: the vector is λ times the unit concept direction.")
+@click.option("--out", type=click.Path(dir_okay=False), default="steer.pt", show_default=True, help="Output .pt file.")
+@click.option("--revision", default=None, help="Branch, tag or commit sha when ARTIFACT is a repo id.")
+@friendly_errors
+def steer_export(artifact, concept, strength, out, revision):
+    """Write lm-eval's `steered` .pt file (hookpoint relative to base_model, action 'add').
+
+    \b
+    Example:
+      atlas-align steer export runs/smollm2-l20 --concept noun.animal --strength 64 --out steer.pt
+      lm-eval run --model steered --model_args pretrained=HuggingFaceTB/SmolLM2-135M-Instruct,steer_path=steer.pt --tasks ...
+    """
+    from atlas_align.alignment import AtlasAlignment
+    from atlas_align.lm_eval_model import export_lm_eval_steering
+
+    alignment = AtlasAlignment.from_pretrained(artifact, revision=revision)
+    path = export_lm_eval_steering(alignment, concept, strength, out)
+    click.echo(f"Wrote {path} (hookpoint {alignment.config.subject.hookpoint}, λ={strength:g}); note lm-eval adds the vector without restoring the norm.")
 
 
 if __name__ == "__main__":  # pragma: no cover

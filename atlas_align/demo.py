@@ -20,7 +20,7 @@ FALLBACK_ATLAS = "model:minilm@3"
 NEUTRAL_PROMPT = "Here is a short story about my weekend:"
 
 
-def run_demo(out: Path, *, samples: int = 3000, echo: Callable[[str], None] = print) -> AtlasAlignment:
+def run_demo(out: Path, *, samples: int = 2000, echo: Callable[[str], None] = print) -> AtlasAlignment:
     start = time.perf_counter()
     echo("atlas-align demo — real pretrained models, offline, CPU")
     echo(f"[1/6] loading subject model {DEMO_SUBJECT} (first run de-quantises and caches it)…")

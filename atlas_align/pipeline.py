@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -98,6 +99,7 @@ def heldout_report(alignment: AtlasAlignment, control: AtlasAlignment | None, su
     s_acts = torch.cat(list(subject.pooled_batches(texts)))
     c_acts = torch.cat(list(atlas.pooled_batches(texts)))
     target = row_normalize(c_acts)
+    target = row_normalize(target - target.mean(0))  # what distinguishes texts, not what all share
 
     def scores(al: AtlasAlignment) -> tuple[torch.Tensor, float, float]:
         sims = row_normalize(al.translate_to_atlas(s_acts)) @ target.T
@@ -144,8 +146,16 @@ def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_re
     return AtlasAlignment(config, method.T_, method.subject_shift_, method.subject_scale_, labels=atlas.labels)
 
 
-def run_alignment(req: AlignRequest, *, progress: bool = True, subject_bundle=None, atlas_space: ActivationSpace | None = None, checkpoint: str | Path | None = None, resume: bool = False) -> AlignResult:
-    """Fit ``req.method`` (and a shuffled-pairs control) in one pass over the corpus."""
+def run_alignment(
+    req: AlignRequest, *, progress: bool = True, subject_bundle=None, atlas_space: ActivationSpace | None = None,
+    checkpoint: str | Path | None = None, resume: bool = False, checkpoint_every: int = 50,
+    rank: int = 0, world_size: int = 1, reduce: Callable[[list[AlignmentStatistics]], list[AlignmentStatistics]] | None = None,
+) -> AlignResult:
+    """Fit ``req.method`` (and a shuffled-pairs control) in one pass over the corpus.
+
+    Data-parallel use (``harness.distributed``): this process pools only sample i with
+    i % world_size == rank, ``reduce`` sums the ranks' statistics, and only rank 0 runs the held-out check.
+    """
     if req.method not in METHODS:
         METHODS.get(req.method)  # raises the helpful "did you mean" error
     torch.manual_seed(req.seed)
@@ -160,7 +170,10 @@ def run_alignment(req: AlignRequest, *, progress: bool = True, subject_bundle=No
     stats = collect_statistics(
         subject, atlas, iter_samples(req.corpus, "train"), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
         progress=progress, checkpoint=checkpoint, resume=resume, control=control_stats,
+        checkpoint_every=checkpoint_every, rank=rank, world_size=world_size,
     )
+    if reduce is not None:
+        stats, control_stats = reduce([stats, control_stats])
     subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, site=hook.site)
     corpus_ref = CorpusRef(
         source=req.corpus.source, n_samples=stats.n, window_words=req.corpus.window_words,
@@ -168,5 +181,5 @@ def run_alignment(req: AlignRequest, *, progress: bool = True, subject_bundle=No
     )
     alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref)
     control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref)
-    report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples else None
+    report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples and rank == 0 else None
     return AlignResult(alignment, control, report, time.perf_counter() - start, stats)

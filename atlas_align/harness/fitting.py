@@ -48,6 +48,18 @@ def collect_statistics(
         if checkpoint is None or not Path(checkpoint).is_file():
             raise ConfigError(f"--resume was given but no checkpoint exists at {checkpoint}; run without --resume.")
         stats = AlignmentStatistics.load(checkpoint)
+        if (stats.d_s, stats.d_c, stats.with_gram) != (d_s, atlas.width, with_gram):
+            raise ConfigError(
+                f"Checkpoint {checkpoint} holds statistics of shape (d_s={stats.d_s}, d_c={stats.d_c}, gram={stats.with_gram}) "
+                f"but this run needs (d_s={d_s}, d_c={atlas.width}, gram={with_gram}); it is from another run. "
+                f"Point --checkpoint elsewhere or drop --resume."
+            )
+        saved_control = AlignmentStatistics.load_companion(checkpoint, "control") if control is not None else None
+        if saved_control is not None:  # the control must resume too, or it would cover only the new samples
+            control.n = saved_control.n
+            for name, tensor in saved_control.tensors().items():
+                getattr(control, name).copy_(tensor)
+    companions = {"control": control} if control is not None else None
     mine = (s for i, s in enumerate(itertools.islice(samples, n_samples)) if i % world_size == rank)
     share = len(range(rank, n_samples, world_size))
     mine = itertools.islice(mine, stats.n, None)  # resume: skip what the checkpoint holds
@@ -61,12 +73,12 @@ def collect_statistics(
             control.update(subject_acts, atlas_acts.roll(1, dims=0))
         bar.update(len(texts))
         if checkpoint is not None and chunk_index % checkpoint_every == 0:
-            stats.save(checkpoint)
+            stats.save(checkpoint, companions=companions)
     bar.close()
     if stats.n == 0 and world_size == 1:
         raise CorpusError("No training samples were read: the corpus or its train split is empty.")
     if checkpoint is not None:
-        stats.save(checkpoint)
+        stats.save(checkpoint, companions=companions)
     return stats
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,15 +131,23 @@ class AlignmentStatistics:
         return {name: getattr(self, name) for name in self._shapes()}
 
     # --- persistence (checkpoints, shards) ----------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Atomic write: a crash mid-save never leaves a truncated checkpoint."""
+    def save(self, path: str | Path, *, companions: Mapping[str, AlignmentStatistics] | None = None) -> None:
+        """Atomic write: a crash mid-save never leaves a truncated checkpoint.
+
+        ``companions`` (same shape, e.g. the shuffled-pairs control) are stored in the same file under
+        ``<name>.``-prefixed keys, so one checkpoint never mixes two points of a run.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"n": str(self.n), "d_s": str(self.d_s), "d_c": str(self.d_c), "with_gram": str(int(self.with_gram)), "kind": "atlas-align/statistics"}
+        tensors = {k: v.contiguous() for k, v in self.tensors().items()}
+        for name, other in (companions or {}).items():
+            meta[f"{name}.n"] = str(other.n)
+            tensors.update({f"{name}.{k}": v.contiguous() for k, v in other.tensors().items()})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
-            save_file({k: v.contiguous() for k, v in self.tensors().items()}, tmp, metadata=meta)
+            save_file(tensors, tmp, metadata=meta)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -146,14 +155,28 @@ class AlignmentStatistics:
 
     @classmethod
     def load(cls, path: str | Path) -> AlignmentStatistics:
+        stats = cls._load(path, "")
+        if stats is None:
+            raise IntegrityError(f"{path} has no sample count in its header; it is not a complete statistics file.")
+        return stats
+
+    @classmethod
+    def load_companion(cls, path: str | Path, name: str) -> AlignmentStatistics | None:
+        """The companion saved under ``name`` by ``save(..., companions=)``; None if the file has none."""
+        return cls._load(path, f"{name}.")
+
+    @classmethod
+    def _load(cls, path: str | Path, prefix: str) -> AlignmentStatistics | None:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
         if meta.get("kind") != "atlas-align/statistics":
             raise IntegrityError(f"{path} is not an atlas-align statistics file.")
-        stats = cls(int(meta["d_s"]), int(meta["d_c"]), bool(int(meta["with_gram"])), n=int(meta["n"]), **load_file(str(path)))
-        return stats
+        if f"{prefix}n" not in meta:
+            return None
+        tensors = {k[len(prefix) :]: v for k, v in load_file(str(path)).items() if k.startswith(prefix) and "." not in k[len(prefix) :]}
+        return cls(int(meta["d_s"]), int(meta["d_c"]), bool(int(meta["with_gram"])), n=int(meta[f"{prefix}n"]), **tensors)
 
 
 def _std(sumsq: torch.Tensor, total: torch.Tensor, n: int) -> torch.Tensor:

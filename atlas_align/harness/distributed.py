@@ -1,0 +1,128 @@
+"""Data-parallel alignment under ``torchrun``: every rank pools its share of the corpus, one all_reduce sums.
+
+Sample i goes to rank ``i % world_size`` (``collect_statistics``); because the statistics are
+plain sums, one ``all_reduce(SUM)`` over all of them (and n) gives every rank exactly what a single
+process would have accumulated, up to float64 summation order. Rank 0 then fits and writes the
+artifact. gloo on CPU, NCCL (one GPU per rank, ``cuda:LOCAL_RANK``) when CUDA is available.
+
+    torchrun --nproc_per_node 2 -m atlas_align.cli align --distributed --subject smollm2 --out runs/x
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from atlas_align.errors import ConfigError, CorpusError
+from atlas_align.harness.statistics import AlignmentStatistics
+
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def reduce(self, shards: Sequence[AlignmentStatistics]) -> list[AlignmentStatistics]:
+        return all_reduce_statistics(shards, self.device)
+
+    def shard_checkpoint(self, checkpoint: str | Path | None) -> Path | None:
+        """Each rank checkpoints its own shard; the name carries the world size, as the shard depends on it."""
+        if checkpoint is None:
+            return None
+        path = Path(checkpoint)
+        return path.with_name(f"{path.stem}.rank{self.rank}-of-{self.world_size}{path.suffix}")
+
+
+def init_from_env() -> DistributedContext:
+    """Join the process group ``torchrun`` describes in the environment (idempotent)."""
+    missing = [key for key in TORCHRUN_ENV if key not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"--distributed must run under torchrun (missing {', '.join(missing)} in the environment), e.g. "
+            f"torchrun --nproc_per_node 2 -m atlas_align.cli align --distributed ..."
+        )
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def all_reduce_statistics(shards: Sequence[AlignmentStatistics], device: torch.device | str = "cpu") -> list[AlignmentStatistics]:
+    """Sum each statistics object over all ranks with a single all_reduce of one packed float64 buffer.
+
+    ``n`` travels in the same buffer (float64 holds integers exactly up to 2**53).
+    """
+    parts: list[torch.Tensor] = []
+    for shard in shards:
+        parts.append(torch.tensor([float(shard.n)], dtype=torch.float64))
+        parts.extend(t.reshape(-1).to(torch.float64) for t in shard.tensors().values())
+    buffer = torch.cat(parts).to(device)
+    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+    buffer = buffer.cpu()
+    merged, offset = [], 0
+    for shard in shards:
+        total = AlignmentStatistics(shard.d_s, shard.d_c, shard.with_gram, n=int(buffer[offset].item()))
+        offset += 1
+        for name, tensor in shard.tensors().items():
+            size = tensor.numel()
+            setattr(total, name, buffer[offset : offset + size].view(tensor.shape).clone())
+            offset += size
+        merged.append(total)
+    return merged
+
+
+def _place_on(space, device: torch.device) -> None:
+    """Move a raw model space's model to ``device``; other atlas spaces manage their own device."""
+    extractor = getattr(space, "extractor", None)
+    if device.type != "cpu" and extractor is not None:
+        extractor.model.to(device)
+        extractor.device = device
+
+
+def align_distributed(req, out: str | Path, *, checkpoint: str | Path | None = None, resume: bool = False, checkpoint_every: int = 50, progress: bool = True):
+    """Run ``run_alignment`` on this rank's share, all_reduce, fit; rank 0 saves to ``out`` and gets the result.
+
+    Other ranks return ``None``. Checkpoints are per rank (``<stem>.rank<r>-of-<w><suffix>``), so
+    ``resume=True`` needs the same world size as the interrupted run.
+    """
+    from atlas_align.pipeline import load_atlas_space, load_subject, run_alignment  # the workflow sits above
+
+    owns_group = not dist.is_initialized()
+    ctx = init_from_env()
+    try:
+        model, tokenizer, model_id = load_subject(req.subject, req.dtype)
+        model.to(ctx.device)
+        atlas = load_atlas_space(req.atlas, batch_size=req.batch_size, max_length=req.max_length, dtype=req.dtype)
+        _place_on(atlas, ctx.device)
+        result = run_alignment(
+            req, progress=progress and ctx.is_main, subject_bundle=(model, tokenizer, model_id), atlas_space=atlas,
+            checkpoint=ctx.shard_checkpoint(checkpoint), resume=resume, checkpoint_every=checkpoint_every,
+            rank=ctx.rank, world_size=ctx.world_size, reduce=ctx.reduce,
+        )
+        if result.statistics.n == 0:
+            raise CorpusError("No training samples were read on any rank: the corpus or its train split is empty.")
+        if ctx.is_main:
+            result.alignment.save_pretrained(out)
+        dist.barrier()  # nobody leaves before the artifact is written
+        return result if ctx.is_main else None
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
