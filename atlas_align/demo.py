@@ -18,6 +18,8 @@ DEMO_LAYER = 20
 DEMO_ATLAS = "builtin"
 FALLBACK_ATLAS = "model:minilm@3"
 NEUTRAL_PROMPT = "Here is a short story about my weekend:"
+# Token norms at SmolLM2 layer 20 are ~250 (the first token ~24k); λ≈64 turns the text without breaking it.
+STEER_STRENGTH = 64.0
 
 
 def run_demo(out: Path, *, samples: int = 2000, echo: Callable[[str], None] = print) -> AtlasAlignment:
@@ -69,21 +71,25 @@ def _search_and_explain(alignment: AtlasAlignment, subject, atlas, echo) -> None
     sample = next(s for s in iter_samples(CorpusConfig(), "heldout") if s.category == "noun.animal")
     estimated = alignment.translate_to_atlas(extractor.pooled([sample.text]))[0]
     truth = torch.cat(list(atlas.pooled_batches([sample.text])))[0]
-    top = estimated.topk(5).indices.tolist()
+    z_est = (estimated - estimated.mean()) / estimated.std()
+    top = z_est.topk(5).indices.tolist()
+    hit = float((truth[top] > 0).float().mean())
     echo(f"      explain: {sample.text[:70]!r}")
+    echo(f"        top-5 translated atlas features (z-score of the estimate; true SAE activation); {hit:.0%} truly fire:")
     for f in top:
         label = alignment.labels.get(f)
-        echo(f"        atlas #{f:<5} est {estimated[f]:+.3f}  true {truth[f]:.3f}  {label.label if label else ''}")
+        echo(f"        atlas #{f:<5} est z={z_est[f]:+.1f}  true {truth[f]:.2f}  {label.label if label else ''}")
 
 
 def _steer(alignment: AtlasAlignment, model, tokenizer, echo) -> None:
     echo("[6/6] steering generation toward a concept (norm-preserving, at the aligned layer)")
-    concept = "animal" if len(alignment.labels) else 0
+    concepts = ["plants", "food", "animal"] if len(alignment.labels) else [0]
     inputs = tokenizer([NEUTRAL_PROMPT], return_tensors="pt")
-    kwargs = dict(max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    kwargs = dict(max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     base = model.generate(**inputs, **kwargs)
-    echo(f"      unsteered: {tokenizer.decode(base[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
-    for strength in (8.0, 16.0):
-        with alignment.steer(model, concept, strength=strength):
+    echo(f"      prompt: {NEUTRAL_PROMPT!r}")
+    echo(f"      unsteered      : {tokenizer.decode(base[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
+    for concept in concepts:
+        with alignment.steer(model, concept, strength=STEER_STRENGTH):
             out = model.generate(**inputs, **kwargs)
-        echo(f"      λ={strength:<4}: {tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
+        echo(f"      {str(concept) + ' λ=' + str(int(STEER_STRENGTH)):<15}: {tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
