@@ -14,7 +14,7 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "ap": ("AP", "translation:ap"),
     "mrr": ("MRR", "retrieval:mrr"),
     "mpp": ("MPP", "retrieval:mpp"),
-    "faithfulness": ("Faithfulness", "steering:faithfulness"),
+    "faithfulness": ("Faithfulness", "steering:faithfulness_atlas"),
 }
 Status = Literal["verified", "self-reported", "corrected", "unevaluated"]
 

@@ -1,0 +1,28 @@
+"""Versioned benchmarks of an alignment: ``translation@1``, ``retrieval@1``, ``steering@1``.
+
+Each is registered in :data:`BENCHMARKS` under ``name@version`` and returns a
+:class:`BenchmarkResult` (metrics beside their controls, per-feature details, provenance).
+"""
+
+from atlas_align.harness.benchmarks.base import (
+    BENCHMARKS,
+    Benchmark,
+    BenchmarkContext,
+    BenchmarkResult,
+    Provenance,
+    benchmark_key,
+    get_benchmark,
+    register_benchmark,
+)
+from atlas_align.harness.benchmarks import retrieval, steering, translation  # noqa: F401  (registers them)
+
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "BenchmarkContext",
+    "BenchmarkResult",
+    "Provenance",
+    "benchmark_key",
+    "get_benchmark",
+    "register_benchmark",
+]

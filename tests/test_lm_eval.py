@@ -1,0 +1,81 @@
+"""lm-eval integration: the `atlas-steered` model type on a tiny random model and a local jsonl task
+(no hub download), and the exported `steered` .pt file read by lm-eval's own SteeredModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is the optional 'eval' extra: pip install 'atlas-align[eval]'")
+
+from lm_eval.api.registry import get_model  # noqa: E402
+from lm_eval.models.huggingface import HFLM  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from atlas_align.alignment import AtlasAlignment  # noqa: E402
+from atlas_align.errors import ConfigError  # noqa: E402
+from atlas_align.harness.labels import FeatureLabel, FeatureLabels  # noqa: E402
+from atlas_align.lm_eval_model import AtlasSteeredLM, export_lm_eval_steering  # noqa: E402
+from atlas_align.registry.artifact import AlignmentConfig, AtlasRef, SubjectRef  # noqa: E402
+from tests.tiny_models import tiny_llama, word_tokenizer  # noqa: E402
+
+TASK_DIR = Path(__file__).parent / "data" / "lm_eval_task"
+TASKS = ["atlas_toy_mc", "atlas_toy_gen"]
+
+
+@pytest.fixture
+def task_manager(tmp_path) -> TaskManager:
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for template in TASK_DIR.glob("*.yaml.in"):
+        text = template.read_text().replace("{DATA}", str(TASK_DIR / "atlas_toy.jsonl"))
+        (folder / template.name.removesuffix(".in")).write_text(text)
+    return TaskManager(include_path=str(folder), include_defaults=False)
+
+
+@pytest.fixture
+def artifact(tmp_path) -> Path:
+    labels = FeatureLabels([FeatureLabel(feature=0, label="animals (noun.animal)", validated=True)])
+    config = AlignmentConfig(subject=SubjectRef(model_id="tiny", hookpoint="layers.1"), atlas=AtlasRef(atlas_id="toy"), method="random", d_s=32, d_c=4)
+    T, _ = torch.linalg.qr(torch.randn(32, 4, generator=torch.Generator().manual_seed(0)))
+    AtlasAlignment(config, T, labels=labels).save_pretrained(tmp_path / "art")
+    return tmp_path / "art"
+
+
+def _responses(lm, task_manager) -> dict[str, list]:
+    out = lm_eval.simple_evaluate(model=lm, tasks=TASKS, task_manager=task_manager, bootstrap_iters=0, log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0)
+    return {t: [s["resps"] for s in out["samples"][t]] for t in TASKS} | {"acc": out["results"]["atlas_toy_mc"]["acc,none"]}
+
+
+def test_atlas_steered_is_registered_and_steers(artifact, task_manager):
+    assert get_model("atlas-steered") is AtlasSteeredLM
+    model, tok = tiny_llama(), word_tokenizer()
+    plain = _responses(HFLM(pretrained=model, tokenizer=tok, batch_size=2), task_manager)
+    zero = _responses(AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="noun.animal", strength=0.0), task_manager)
+    strong = _responses(AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="0", strength=64.0), task_manager)
+    assert zero == plain  # λ = 0 leaves the model untouched
+    assert strong["atlas_toy_mc"] != plain["atlas_toy_mc"]  # log-likelihoods move (_model_call is steered)
+    assert not model.model.layers[1]._forward_hooks  # every hook was removed
+
+
+def test_atlas_steered_from_model_args_string(artifact, task_manager, tmp_path):
+    model, tok = tiny_llama(), word_tokenizer()
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    args = f"pretrained={tmp_path / 'tiny'},alignment={artifact},concept=0;1,strength=8,batch_size=2,device=cpu"
+    out = lm_eval.simple_evaluate(model="atlas-steered", model_args=args, tasks=["atlas_toy_mc"], task_manager=task_manager, bootstrap_iters=0)
+    assert 0.0 <= out["results"]["atlas_toy_mc"]["acc,none"] <= 1.0
+    with pytest.raises(ConfigError, match="concept"):
+        AtlasSteeredLM(pretrained=model, tokenizer=tok, alignment=str(artifact))
+
+
+def test_exported_pt_runs_in_lm_evals_steered_model(artifact, task_manager, tmp_path):
+    from lm_eval.models.hf_steered import SteeredModel
+
+    model, tok = tiny_llama(), word_tokenizer()
+    path = export_lm_eval_steering(AtlasAlignment.from_pretrained(artifact), "noun.animal", 64.0, tmp_path / "steer.pt")
+    steered = _responses(SteeredModel(pretrained=model, tokenizer=tok, batch_size=2, steer_path=str(path)), task_manager)
+    plain = _responses(HFLM(pretrained=model, tokenizer=tok, batch_size=2), task_manager)
+    assert steered["atlas_toy_mc"] != plain["atlas_toy_mc"]
