@@ -102,7 +102,10 @@ def collect(
             status="self-reported" if reported else "unevaluated",
         )
         if verify:
-            row = _verify(api, row, cache, verifier, cache_dir)
+            try:
+                row = _verify(api, row, cache, verifier, cache_dir)
+            except Exception as exc:  # one broken submission must not stop the nightly board
+                row = row.model_copy(update={"notes": f"verification failed: {type(exc).__name__}: {str(exc)[:200]}"})
         rows.append(row)
     endpoint = getattr(api, "endpoint", None) or "https://huggingface.co"
     return Leaderboard(generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), registry=endpoint, rows=rows)
@@ -126,18 +129,20 @@ def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifi
         folder = Path(api.snapshot_download(row.repo_id, revision=row.commit, cache_dir=str(Path(cache_dir) / "hub")))
         verified = verifier(folder)
         cache.put(row.commit, row.benchmark_versions, verified)
-    metrics, versions = extract_metrics(verified)
-    status = "corrected" if _differs(metrics, row.self_reported) else "verified"
-    notes = "self-reported scores differ from the recomputed ones" if status == "corrected" else ""
-    return row.model_copy(update={"metrics": metrics, "benchmark_versions": versions or row.benchmark_versions, "status": status, "notes": notes})
+    recomputed, versions = extract_metrics(verified)
+    status = "corrected" if _differs(recomputed, row.self_reported) else "verified"
+    # Metrics the verifier does not recompute (steering) stay self-reported, and the note says so.
+    metrics = {k: recomputed[k] if recomputed.get(k) is not None else row.self_reported.get(k) for k in METRIC_COLUMNS}
+    kept = [k for k in METRIC_COLUMNS if recomputed.get(k) is None and row.self_reported.get(k) is not None]
+    notes = "; ".join(filter(None, [
+        "self-reported scores differ from the recomputed ones" if status == "corrected" else "",
+        f"{', '.join(kept)} self-reported" if kept else "",
+    ]))
+    return row.model_copy(update={"metrics": metrics, "benchmark_versions": {**row.benchmark_versions, **versions}, "status": status, "notes": notes})
 
 
 def default_verifier(folder: Path) -> dict[str, Any]:
     """Re-run the standard benchmarks on a snapshot (fixed versions, fixed held-out split)."""
-    try:
-        from atlas_align.evaluation import evaluate_for_leaderboard
-    except ImportError:
-        from atlas_align.errors import NotYetImplemented
+    from atlas_align.leaderboard.verify import verify_folder
 
-        raise NotYetImplemented("Verification needs the benchmarks (atlas_align.evaluation); use --no-verify for now.") from None
-    return evaluate_for_leaderboard(folder)
+    return verify_folder(folder)
