@@ -79,3 +79,24 @@ def test_exported_pt_runs_in_lm_evals_steered_model(artifact, task_manager, tmp_
     steered = _responses(SteeredModel(pretrained=model, tokenizer=tok, batch_size=2, steer_path=str(path)), task_manager)
     plain = _responses(HFLM(pretrained=model, tokenizer=tok, batch_size=2), task_manager)
     assert steered["atlas_toy_mc"] != plain["atlas_toy_mc"]
+
+
+def test_command_line_run_with_atlas_steered(artifact, task_manager, tmp_path):
+    """The documented command line: lm-eval's own CLI with our model type registered."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    model, tok = tiny_llama(), word_tokenizer()
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    include = Path(task_manager.include_path[0] if isinstance(task_manager.include_path, list) else task_manager.include_path)
+    cmd = [sys.executable, "-m", "atlas_align.lm_eval_model", "run", "--model", "atlas-steered",
+           "--model_args", f"pretrained={tmp_path / 'tiny'},alignment={artifact},concept=0,strength=8", "--device", "cpu",
+           "--tasks", "atlas_toy_mc", "--include_path", str(include), "--output_path", str(tmp_path / "out"), "--batch_size", "2"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = list((tmp_path / "out").rglob("results*.json"))
+    assert results and "atlas_toy_mc" in json.loads(results[0].read_text())["results"]
