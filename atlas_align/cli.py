@@ -12,15 +12,36 @@ import click
 from atlas_align.errors import AtlasAlignError
 
 
+def _user_error_message(exc: Exception) -> str | None:
+    """The one table mapping user-caused errors to messages; None means a real bug (traceback)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, AtlasAlignError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return f"Invalid option value ({problems}). See --help."
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, HfHubHTTPError):
+        return f"The Hub/registry refused the request: {str(exc).splitlines()[0]}. Check HF_ENDPOINT, HF_TOKEN and the repo id."
+    return None
+
+
 def friendly_errors(func):
-    """Map our own errors to a one-line message and exit code 2 (no traceback for user mistakes)."""
+    """Map user mistakes to a one-line message and exit code 2 (no traceback for user mistakes)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except AtlasAlignError as exc:
-            click.secho(f"Error: {exc}", fg="red", err=True)
+        except Exception as exc:
+            message = _user_error_message(exc)
+            if message is None:
+                raise
+            click.secho(f"Error: {message}", fg="red", err=True)
             sys.exit(2)
 
     return wrapper
