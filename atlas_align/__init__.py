@@ -20,7 +20,17 @@ _EXPORTS = {
     "SearchResult": "atlas_align.alignment",
     "run_alignment": "atlas_align.pipeline",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AlignRequest",
+    "AlignmentConfig",
+    "AlignmentStatistics",
+    "AtlasAlignError",
+    "AtlasAlignment",
+    "CorpusConfig",
+    "FeatureLabels",
+    "SearchResult",
+    "run_alignment",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from atlas_align.alignment import AtlasAlignment, SearchResult

@@ -37,3 +37,12 @@ def test_search_prints_labels_and_neurons(tmp_path):
     result = CliRunner().invoke(main, ["search", str(tmp_path / "a"), "dog", "--top-k", "3"])
     assert result.exit_code == 0, result.output
     assert "dogs" in result.output and "neuron" in result.output
+
+
+def test_public_api_is_small_and_resolves():
+    import atlas_align
+
+    assert len(atlas_align.__all__) <= 15
+    assert sorted(atlas_align.__all__) == sorted(atlas_align._EXPORTS)
+    for name in atlas_align.__all__:
+        assert getattr(atlas_align, name) is not None

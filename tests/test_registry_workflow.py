@@ -3,12 +3,10 @@ against the real registry server with the unmodified huggingface_hub client."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from atlas_align.registry.hub import list_alignments, list_versions, push_folder
 from tests.registry_server_fixture import hub_online, registry_server  # noqa: F401  (fixtures)

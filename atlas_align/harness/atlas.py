@@ -228,7 +228,9 @@ class Atlas:
         if path.is_dir():
             return cls.from_folder(path, atlas_id=str(path), model=model, tokenizer=tokenizer)
         if spec_str.count("/") == 1 and not spec_str.startswith((".", "/", "~")):
-            folder = _download_atlas(spec_str, revision)
+            from atlas_align.registry.hub import download_atlas
+
+            folder = download_atlas(spec_str, revision)
             return cls.from_folder(folder, atlas_id=spec_str, revision=revision, model=model, tokenizer=tokenizer)
         raise ArtifactNotFound(f"Atlas {spec_str!r} is neither 'builtin', an existing folder, nor a Hub repo id ('org/name').")
 
@@ -406,21 +408,6 @@ def _replace_dir(staging: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _download_atlas(repo_id: str, revision: str | None) -> Path:
-    # TODO(lead): move into registry/hub.py, the one module that talks to the Hub.
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, revision=revision))
-    except RepositoryNotFoundError:
-        raise ArtifactNotFound(f"Atlas repository {repo_id!r} does not exist or needs a token (set HF_TOKEN).") from None
-    except RevisionNotFoundError:
-        raise ArtifactNotFound(f"Atlas repository {repo_id!r} has no revision {revision!r}.") from None
-    except LocalEntryNotFoundError:
-        raise ArtifactNotFound(f"Atlas {repo_id!r} is not in the local cache and the Hub is unreachable (offline?). Use 'builtin' or a local folder.") from None
-    except HfHubHTTPError as exc:
-        raise ArtifactNotFound(f"Could not download atlas {repo_id!r}: {exc}") from None
 
 
 def render_card(atlas: Atlas) -> str:

@@ -86,3 +86,20 @@ def list_alignments(api, *, search: str | None = None, author: str | None = None
     """Alignment repos in a registry (tag ``atlas-alignment``)."""
     models = api.list_models(filter="atlas-alignment", search=search, author=author)
     return [{"id": m.id, "sha": getattr(m, "sha", None), "tags": list(m.tags or [])} for m in models]
+
+
+def download_atlas(repo_id: str, revision: str | None = None) -> Path:
+    """Fetch an atlas repo (sae/ + atlas.json + labels) at one revision into the HF cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except RepositoryNotFoundError:
+        raise ArtifactNotFound(f"Atlas repository {repo_id!r} does not exist or needs a token (set HF_TOKEN).") from None
+    except RevisionNotFoundError:
+        raise ArtifactNotFound(f"Atlas repository {repo_id!r} has no revision {revision!r}.") from None
+    except LocalEntryNotFoundError:
+        raise ArtifactNotFound(f"Atlas {repo_id!r} is not in the local cache and the Hub is unreachable (offline?). Use 'builtin' or a local folder.") from None
+    except HfHubHTTPError as exc:
+        raise ArtifactNotFound(f"Could not download atlas {repo_id!r}: {exc}") from None
