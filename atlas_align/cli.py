@@ -420,17 +420,25 @@ def atlas_show(spec, top, as_json):
 @click.option("--atlas", "spec", default="builtin", show_default=True, help="'builtin', an atlas folder or a repo id.")
 @click.option("--top-k", type=int, default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--embedding-model", default=None, help="Rank labels semantically with this sentence encoder (e.g. 'minilm') instead of keywords.")
 @friendly_errors
-def atlas_search(query, spec, top_k, as_json):
+def atlas_search(query, spec, top_k, as_json, embedding_model):
     """Find atlas features whose label matches QUERY (validated labels first).
 
     \b
     Example:
       atlas-align atlas search animal --atlas builtin
+      atlas-align atlas search canine --embedding-model minilm
     """
     from atlas_align.harness.atlas import Atlas
 
-    hits = Atlas.load(spec).labels.search(query, top_k=top_k)
+    labels = Atlas.load(spec).labels
+    if embedding_model:
+        from atlas_align.harness.label_embeddings import EmbeddingIndex, LabelEmbedder
+
+        hits = EmbeddingIndex(labels, LabelEmbedder(embedding_model)).search(query, top_k=top_k)
+    else:
+        hits = labels.search(query, top_k=top_k)
     if as_json:
         click.echo(json.dumps([item.model_dump() | {"match": score} for item, score in hits], indent=2))
         return
