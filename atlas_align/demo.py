@@ -9,14 +9,12 @@ from pathlib import Path
 import torch
 
 from atlas_align.alignment import AtlasAlignment
-from atlas_align.errors import NotYetImplemented
 from atlas_align.harness.corpus import CorpusConfig, iter_samples
 from atlas_align.pipeline import AlignRequest, load_atlas_space, load_subject, run_alignment
 
 DEMO_SUBJECT = "smollm2"
 DEMO_LAYER = 20
 DEMO_ATLAS = "builtin"
-FALLBACK_ATLAS = "model:minilm@3"
 NEUTRAL_PROMPT = "Here is a short story about my weekend:"
 # Token norms at SmolLM2 layer 20 are ~250 (the first token ~24k); λ≈64 turns the text without breaking it.
 STEER_STRENGTH = 64.0
@@ -30,11 +28,7 @@ def run_demo(out: Path, *, samples: int = 2000, echo: Callable[[str], None] = pr
     model, tokenizer, model_id = subject
     echo(f"      {model_id}: {type(model).__name__}, {model.config.num_hidden_layers} layers, d={model.config.hidden_size}")
     echo("[2/6] loading the Concept Atlas…")
-    try:
-        atlas = load_atlas_space(DEMO_ATLAS, batch_size=16, max_length=128)
-    except NotYetImplemented:
-        echo(f"      no labelled SAE atlas in this build; aligning to the raw space {FALLBACK_ATLAS}")
-        atlas = load_atlas_space(FALLBACK_ATLAS, batch_size=16, max_length=128)
+    atlas = load_atlas_space(DEMO_ATLAS, batch_size=16, max_length=128)
     echo(f"      atlas {atlas.ref.atlas_id} ({atlas.ref.model_id} at {atlas.ref.hookpoint}), {atlas.width} features, {len(atlas.labels)} labelled")
     echo(f"[3/6] aligning layer {DEMO_LAYER} of the subject to the atlas on {samples} shared WordNet texts (one streaming pass)…")
     req = AlignRequest(subject=DEMO_SUBJECT, layer=DEMO_LAYER, atlas=DEMO_ATLAS, corpus=CorpusConfig(), samples=samples)

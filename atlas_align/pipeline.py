@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_align.alignment import AtlasAlignment
-from atlas_align.errors import ConfigError, NotYetImplemented
+from atlas_align.errors import ConfigError
 from atlas_align.harness.activations import ActivationExtractor, hidden_size, resolve_hookpoint
 from atlas_align.harness.corpus import CorpusConfig, iter_samples
 from atlas_align.harness.fitting import collect_statistics
@@ -81,13 +81,8 @@ def load_atlas_space(spec: str, *, batch_size: int, max_length: int, dtype: str 
         model, tokenizer, model_id = load_subject(name, dtype)
         hook = resolve_hookpoint(model, int(layer))
         return RawModelSpace(ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length), model_id)
-    try:
-        from atlas_align.harness.atlas import Atlas
-    except ImportError:
-        raise NotYetImplemented(
-            f"SAE atlases ({spec!r}) are not available in this build yet; use a raw model space such as "
-            f"--atlas model:minilm@4."
-        ) from None
+    from atlas_align.harness.atlas import Atlas
+
     return Atlas.load(spec).space(batch_size=batch_size, max_length=max_length)
 
 

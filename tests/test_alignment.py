@@ -98,7 +98,7 @@ def test_steer_changes_generation_and_always_removes_hooks():
         steered = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
     assert direction.shape == (32,)
     assert not torch.equal(plain, steered)
-    assert not model.model.layers[1]._forward_hooks.__len__() > 1  # only the probe hook is left
+    assert len(model.model.layers[1]._forward_hooks) == 1  # only the probe hook is left
     after = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
     assert torch.equal(plain, after)
     with pytest.raises(RuntimeError, match="boom"):
