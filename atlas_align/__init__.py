@@ -10,15 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "AlignRequest": "atlas_align.pipeline",
-    "AlignmentConfig": "atlas_align.registry.artifact",
-    "AlignmentStatistics": "atlas_align.harness.statistics",
+    "AlignRequest": "atlas_align.alignment.pipeline",
+    "AlignmentConfig": "atlas_align.alignment.artifact",
+    "AlignmentStatistics": "atlas_align.fit.statistics",
     "AtlasAlignError": "atlas_align.errors",
-    "AtlasAlignment": "atlas_align.alignment",
-    "CorpusConfig": "atlas_align.harness.corpus",
-    "FeatureLabels": "atlas_align.harness.labels",
-    "SearchResult": "atlas_align.alignment",
-    "run_alignment": "atlas_align.pipeline",
+    "AtlasAlignment": "atlas_align.alignment.model",
+    "CorpusConfig": "atlas_align.corpus.sources",
+    "FeatureLabels": "atlas_align.atlas.labels",
+    "SearchResult": "atlas_align.alignment.model",
+    "run_alignment": "atlas_align.alignment.pipeline",
 }
 __all__ = [
     "AlignRequest",
@@ -33,13 +33,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from atlas_align.alignment import AtlasAlignment, SearchResult
+    from atlas_align.alignment.artifact import AlignmentConfig
+    from atlas_align.alignment.model import AtlasAlignment, SearchResult
+    from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+    from atlas_align.atlas.labels import FeatureLabels
+    from atlas_align.corpus.sources import CorpusConfig
     from atlas_align.errors import AtlasAlignError
-    from atlas_align.harness.corpus import CorpusConfig
-    from atlas_align.harness.labels import FeatureLabels
-    from atlas_align.harness.statistics import AlignmentStatistics
-    from atlas_align.pipeline import AlignRequest, run_alignment
-    from atlas_align.registry.artifact import AlignmentConfig
+    from atlas_align.fit.statistics import AlignmentStatistics
 
 
 def __getattr__(name: str) -> Any:

@@ -89,7 +89,7 @@ def tokenizer():
 
 def texts(n: int) -> list[str]:
     """The first ``n`` training windows (48 words) of the built-in WordNet corpus, repeated if needed."""
-    from atlas_align.harness.corpus import CorpusConfig, iter_samples
+    from atlas_align.corpus.sources import CorpusConfig, iter_samples
 
     out = [s.text for s in iter_samples(CorpusConfig(), "train", limit=n)]
     return (out * (n // max(len(out), 1) + 1))[:n]

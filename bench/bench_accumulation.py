@@ -20,7 +20,7 @@ import time
 import torch
 from _common import header
 
-from atlas_align.harness.statistics import row_normalize
+from atlas_align.fit.statistics import row_normalize
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import torch
 from _common import header, interleaved, median, smollm2_shaped_llama, texts, tokenizer
 from torch import nn
 
-from atlas_align.harness.activations import ActivationExtractor, masked_max_pool, resolve_hookpoint
+from atlas_align.models.activations import ActivationExtractor, masked_max_pool, resolve_hookpoint
 
 LAYER = 20
 

@@ -47,8 +47,8 @@ def run_case(path: str, n: int, d_s: int, d_c: int, chunk: int, out: str, repeat
     sys.path.insert(0, str(HERE.parent))
     from scipy.linalg import orthogonal_procrustes
 
-    from atlas_align.harness.methods import get_method
-    from atlas_align.harness.statistics import AlignmentStatistics
+    from atlas_align.fit.methods import get_method
+    from atlas_align.fit.statistics import AlignmentStatistics
 
     # Warm up both code paths on tiny inputs so lazily loaded BLAS/LAPACK code is in the baseline.
     warm = AlignmentStatistics(d_s, d_c)

@@ -21,8 +21,8 @@ from collections import Counter
 
 from _common import header
 
-from atlas_align.harness.corpus import CorpusConfig, iter_samples
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.corpus.sources import CorpusConfig, iter_samples
 
 STOPWORDS = set("the of a or in to and that an with by for is as on from he s one be it its are at which who".split())
 

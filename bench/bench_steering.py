@@ -21,7 +21,8 @@ import torch
 from _common import header, interleaved, smollm2_shaped_llama, tokenizer
 from torch import nn
 
-from atlas_align.harness.steering import steer
+from atlas_align.models.steering import steer
+
 
 def hook_overhead_seconds(batch: int, hidden: int, direction: torch.Tensor, calls: int = 2000) -> float:
     """Per-call cost of the steering hook alone (dispatch + norm-preserving add) on one decode step's (B, 1, d)."""
@@ -73,11 +74,11 @@ def main() -> None:
         enc = tok([PROMPT] * batch, return_tensors="pt")
         kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
 
-        def plain():
+        def plain(enc=enc, kwargs=kwargs):
             with torch.inference_mode():
                 model.generate(**enc, **kwargs)
 
-        def steered():
+        def steered(enc=enc, kwargs=kwargs):
             with torch.inference_mode(), steer(model, "layers.20", direction, 4.0):
                 model.generate(**enc, **kwargs)
 

@@ -8,7 +8,9 @@
 #   LEADERBOARD_VERIFY 1 (default) re-runs benchmarks; 0 trusts self-reported numbers
 #   LEADERBOARD_CACHE  verified-results cache (default: .cache/atlas-align/leaderboard)
 #   LEADERBOARD_COMMIT 1 to commit the change on branch leaderboard/update
+#   PYTHON             the interpreter that has atlas-align installed (default: python3)
 set -euo pipefail
+py="${PYTHON:-python3}"
 out="${LEADERBOARD_DIR:-leaderboard}"
 verify=$([ "${LEADERBOARD_VERIFY:-1}" = "1" ] && echo --verify || echo --no-verify)
 registry_args=()
@@ -16,8 +18,8 @@ registry_args=()
 
 before=$(mktemp)
 [ -f "$out/leaderboard.json" ] && cp "$out/leaderboard.json" "$before" || echo '{"rows": []}' > "$before"
-atlas-align leaderboard build "${registry_args[@]}" "$verify" --out "$out" --cache-dir "${LEADERBOARD_CACHE:-.cache/atlas-align/leaderboard}"
-python3 -m atlas_align.leaderboard.diff "$before" "$out/leaderboard.json"
+"$py" -m atlas_align.cli leaderboard build "${registry_args[@]}" "$verify" --out "$out" --cache-dir "${LEADERBOARD_CACHE:-.cache/atlas-align/leaderboard}"
+"$py" -m atlas_align.cli leaderboard diff "$before" "$out/leaderboard.json"
 rm -f "$before"
 
 if [ "${LEADERBOARD_COMMIT:-0}" = "1" ] && git rev-parse --git-dir >/dev/null 2>&1; then

@@ -26,8 +26,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from atlas_align.harness.atlas import BUILTIN_ATLAS_ID  # noqa: E402
-from atlas_align.harness.atlas_build import DEFAULT_ATLAS_BUILD, build_atlas  # noqa: E402
+from atlas_align.atlas.atlas import BUILTIN_ATLAS_ID  # noqa: E402
+from atlas_align.atlas.build import DEFAULT_ATLAS_BUILD, build_atlas  # noqa: E402
 
 DEFAULT_BUILD = DEFAULT_ATLAS_BUILD
 SHIPPED = REPO_ROOT / "atlas_align" / "data" / "default_atlas"

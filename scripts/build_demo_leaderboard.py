@@ -38,15 +38,15 @@ def main() -> int:
     server = start_registry_server(root / "registry", lfs_threshold=None)
     os.environ.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")
     try:
-        from atlas_align.harness.activations import ActivationExtractor, hidden_size, resolve_hookpoint
-        from atlas_align.harness.corpus import CorpusConfig, iter_samples
-        from atlas_align.harness.fitting import collect_statistics
-        from atlas_align.harness.methods import METHODS
+        from atlas_align.alignment.pipeline import _wrap, load_atlas_space, load_subject
+        from atlas_align.corpus.sources import CorpusConfig, iter_samples
+        from atlas_align.fit.collect import collect_statistics
+        from atlas_align.fit.methods import METHODS
         from atlas_align.leaderboard.collect import collect
         from atlas_align.leaderboard.render import render
         from atlas_align.leaderboard.verify import verify_folder
-        from atlas_align.pipeline import _wrap, load_atlas_space, load_subject
-        from atlas_align.registry.artifact import CorpusRef, SubjectRef
+        from atlas_align.models.activations import ActivationExtractor, hidden_size, resolve_hookpoint
+        from atlas_align.refs import CorpusRef, SubjectRef
         from atlas_align.registry.hub import push_folder
 
         api = server.api()
@@ -73,7 +73,7 @@ def main() -> int:
         board = board.model_copy(update={"registry": "atlas-align registry server (scripts/build_demo_leaderboard.py)"})
         paths = render(board, args.out)
         print("wrote", *paths.values())
-        subprocess.run([sys.executable, "-m", "atlas_align.cli", "leaderboard", "show", "--path", str(paths["json"])], check=False)
+        subprocess.run([sys.executable, "-m", "atlas_align.cli.main", "leaderboard", "show", "--path", str(paths["json"])], check=False)
     finally:
         stop_registry_server(server)
     return 0

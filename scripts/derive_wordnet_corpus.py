@@ -24,7 +24,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from atlas_align.harness.default_corpus import (  # noqa: E402
+from atlas_align.corpus.builtin import (  # noqa: E402
     CATEGORIES,
     CORPUS_FILENAME,
     LICENSE_FILENAME,

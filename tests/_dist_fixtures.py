@@ -45,7 +45,7 @@ def cli_env(tmp: Path) -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atlas_align.cli", "align", *args]
+    return [sys.executable, "-m", "atlas_align.cli.main", "align", *args]
 
 
 @pytest.fixture

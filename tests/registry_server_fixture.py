@@ -59,7 +59,7 @@ class RegistryServer:
         return HfApi(endpoint=self.endpoint, token=self.token if token is _UNSET else token)
 
     def make_token(self, user: str, write: bool = True) -> str:
-        from atlas_align.registry.store import create_token
+        from atlas_align.registry.server.store import create_token
 
         return create_token(self.root, user, write=write)
 
@@ -101,14 +101,14 @@ class RegistryServer:
 
 
 def start_registry_server(root: Path, lfs_threshold: int | None = FIXTURE_LFS_THRESHOLD) -> RegistryServer:
-    """Start ``python -m atlas_align.registry.server`` on a free port and wait until it answers."""
+    """Start ``python -m atlas_align.registry.server.app`` on a free port and wait until it answers."""
     root.mkdir(parents=True, exist_ok=True)
-    from atlas_align.registry.store import create_token
+    from atlas_align.registry.server.store import create_token
 
     token = create_token(root, SERVER_USER, write=True)
     port = free_port()
     log_path = root.parent / f"{root.name}-server.log"
-    cmd = [sys.executable, "-m", "atlas_align.registry.server", "--root", str(root), "--port", str(port),
+    cmd = [sys.executable, "-m", "atlas_align.registry.server.app", "--root", str(root), "--port", str(port),
            "--log-level", "warning"]
     if lfs_threshold is not None:
         cmd += ["--lfs-threshold", str(lfs_threshold)]

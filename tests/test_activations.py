@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from atlas_align.errors import HookpointError
-from atlas_align.harness.activations import ActivationExtractor, masked_max_pool, resolve_hookpoint
+from atlas_align.models.activations import ActivationExtractor, masked_max_pool, resolve_hookpoint
 from tests.tiny_models import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
 
 TEXTS = ["the dog runs", "a big red car eats bread", "cat", "the small green boat sleeps the train"]

@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from atlas_align import AtlasAlignment, CorpusConfig, FeatureLabels
+from atlas_align.alignment.artifact import AlignmentConfig
+from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+from atlas_align.atlas.labels import FeatureLabel
+from atlas_align.atlas.spaces import RawModelSpace
 from atlas_align.errors import ConfigError, IntegrityError, ShapeMismatchError
-from atlas_align.harness.activations import ActivationExtractor, resolve_hookpoint
-from atlas_align.harness.labels import FeatureLabel
-from atlas_align.harness.spaces import RawModelSpace
-from atlas_align.harness.steering import norm_preserving_add
-from atlas_align.pipeline import AlignRequest, run_alignment
-from atlas_align.registry.artifact import AlignmentConfig, AtlasRef, SubjectRef
+from atlas_align.models.activations import ActivationExtractor, resolve_hookpoint
+from atlas_align.models.steering import norm_preserving_add
+from atlas_align.refs import AtlasRef, SubjectRef
 from tests.tiny_models import WORDS, tiny_bert, tiny_llama, word_tokenizer
 
 

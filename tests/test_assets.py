@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from atlas_align.corpus.builtin import CATEGORIES, load_default_corpus
 from atlas_align.errors import ModelLoadError
-from atlas_align.harness import assets
-from atlas_align.harness.default_corpus import CATEGORIES, load_default_corpus
+from atlas_align.models import assets
 
 ROW_KEYS = {"text", "category", "synset", "lemma", "hypernym", "kind"}
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from atlas_align.atlas.atlas import ATLAS_CONFIG_FILENAME, SAE_DIRNAME, Atlas
+from atlas_align.atlas.build import AtlasBuildConfig, auroc_matrix, build_atlas, category_label, pinned_threads, train_topk_sae
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.corpus.sources import CorpusConfig
 from atlas_align.errors import ArtifactNotFound, ConfigError, ShapeMismatchError
-from atlas_align.harness.atlas import ATLAS_CONFIG_FILENAME, SAE_DIRNAME, Atlas
-from atlas_align.harness.atlas_build import AtlasBuildConfig, auroc_matrix, build_atlas, category_label, pinned_threads, train_topk_sae
-from atlas_align.harness.corpus import CorpusConfig
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
 from tests.tiny_models import tiny_bert, word_tokenizer
 
 DATA = Path(__file__).parent / "data"
@@ -131,7 +131,9 @@ def test_atlas_save_load_round_trip(tmp_path):
     assert torch.equal(again.encode(TEXTS), atlas.encode(TEXTS))
     space = again.space(batch_size=2)
     assert space.width == 32 and space.ref.kind == "sae" and space.ref.model_id == "tiny-bert" and space.ref.hookpoint == "encoder.layer.1"
-    assert torch.equal(torch.cat(list(space.pooled_batches(TEXTS))), atlas.encode(TEXTS))
+    # A batch of 2 pads differently from a batch of 4, and padded matmuls sum in another order:
+    # equal to float32 rounding (~1e-6 relative), not bit for bit (4 of 4 fresh clones differed).
+    torch.testing.assert_close(torch.cat(list(space.pooled_batches(TEXTS))), atlas.encode(TEXTS), rtol=1e-5, atol=1e-5)
     atlas.save(folder)  # overwriting an existing atlas is atomic too
     assert Atlas.load(folder).config == atlas.config
 
@@ -198,7 +200,7 @@ def test_builtin_atlas_ships_and_finds_animals():
 
 
 def test_cli_atlas_show_and_search():
-    from atlas_align.cli import main
+    from atlas_align.cli.main import main
 
     runner = CliRunner()
     shown = runner.invoke(main, ["atlas", "show", "builtin"])
@@ -222,7 +224,7 @@ def test_builtin_atlas_features_fire_on_their_concept():
 
 @pytest.mark.slow
 def test_default_atlas_build_from_real_model(tmp_path):
-    from atlas_align.harness.atlas_build import DEFAULT_ATLAS_BUILD
+    from atlas_align.atlas.build import DEFAULT_ATLAS_BUILD
 
     atlas, report = build_atlas(DEFAULT_ATLAS_BUILD, name="rebuild")
     assert report.validated >= 20

@@ -13,7 +13,10 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from atlas_align.alignment import AtlasAlignment
+from atlas_align.alignment.artifact import AlignmentConfig
+from atlas_align.alignment.model import AtlasAlignment
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError, UnknownNameError
 from atlas_align.harness.benchmarks import BENCHMARKS, BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
 from atlas_align.harness.benchmarks.base import label_category, texts_fingerprint, validated_concepts
@@ -21,9 +24,7 @@ from atlas_align.harness.benchmarks.judges import AtlasJudge, LexiconJudge, LLMJ
 from atlas_align.harness.benchmarks.metrics import auroc, average_precision, chance_reciprocal_rank, r_precision, rank_of_first_relevant
 from atlas_align.harness.benchmarks.steering import faithfulness
 from atlas_align.harness.benchmarks.synthetic import planted_problem
-from atlas_align.harness.corpus import Sample
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
-from atlas_align.registry.artifact import AlignmentConfig, AtlasRef, SubjectRef
+from atlas_align.refs import AtlasRef, SubjectRef
 from tests.tiny_models import tiny_llama, word_tokenizer
 
 
@@ -144,7 +145,7 @@ def test_retrieval_needs_categories():
 
 
 def test_evaluate_writes_results_card_plot_and_eval_yaml(tmp_path):
-    from atlas_align.evaluation import evaluate, format_tables
+    from atlas_align.harness.evaluation import evaluate, format_tables
 
     problem = planted_problem()
     folder = tmp_path / "artifact"
@@ -311,7 +312,7 @@ def test_steering_rejects_unknown_concepts():
 def test_steer_export_writes_lm_eval_format(tmp_path):
     from click.testing import CliRunner
 
-    from atlas_align.cli import main
+    from atlas_align.cli.main import main
 
     ctx = _tiny_steering_ctx()
     ctx.alignment.save_pretrained(tmp_path / "art")
@@ -332,10 +333,10 @@ def test_steer_export_writes_lm_eval_format(tmp_path):
 @pytest.mark.slow
 def test_real_models_all_three_benchmarks(tmp_path, capsys):
     """Built-in atlas + SmolLM2 layer 20, Procrustes on 3000 shared texts: each metric beside its control."""
+    from atlas_align.alignment.pipeline import AlignRequest, load_subject, run_alignment
+    from atlas_align.atlas.atlas import builtin_atlas_dir
     from atlas_align.errors import ArtifactNotFound
-    from atlas_align.evaluation import evaluate, format_tables
-    from atlas_align.harness.atlas import builtin_atlas_dir
-    from atlas_align.pipeline import AlignRequest, load_subject, run_alignment
+    from atlas_align.harness.evaluation import evaluate, format_tables
 
     try:
         builtin_atlas_dir()

@@ -4,7 +4,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from atlas_align.cli import main
+from atlas_align.cli.main import main
 from tests.test_alignment import make_alignment
 
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from atlas_align.corpus.sources import CorpusConfig, chunk_words, iter_samples, split_of
 from atlas_align.errors import CorpusError
-from atlas_align.harness.corpus import CorpusConfig, chunk_words, iter_samples, split_of
 
 
 def test_chunking_is_at_word_boundaries():

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from atlas_align.alignment import AtlasAlignment
+from atlas_align.alignment.model import AtlasAlignment
+from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+from atlas_align.corpus.sources import CorpusConfig
 from atlas_align.errors import ConfigError
-from atlas_align.harness.corpus import CorpusConfig
-from atlas_align.harness.distributed import all_reduce_statistics, init_from_env
-from atlas_align.harness.statistics import AlignmentStatistics
-from atlas_align.pipeline import AlignRequest, run_alignment
-from tests._dist_fixtures import REPO, cli_command, cli_env, one_torch_thread, save_tiny_models, write_corpus  # noqa: F401 (fixture)
+from atlas_align.fit.distributed import all_reduce_statistics, init_from_env
+from atlas_align.fit.statistics import AlignmentStatistics
+from tests._dist_fixtures import REPO, cli_command, cli_env, save_tiny_models, write_corpus
 
 SAMPLES = 512
 

@@ -1,8 +1,8 @@
 import pytest
 
+from atlas_align.atlas.label_embeddings import EmbeddingIndex, LabelEmbedder
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.errors import ConfigError
-from atlas_align.harness.label_embeddings import EmbeddingIndex, LabelEmbedder
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
 from tests.tiny_models import tiny_bert, word_tokenizer
 
 LABELS = FeatureLabels([FeatureLabel(feature=i, label=t, validated=i % 2 == 0) for i, t in enumerate(["dog cat horse", "red blue green", "apple bread cheese", "car boat train"])])
@@ -19,7 +19,7 @@ def test_index_ranks_the_identical_label_first_with_any_encoder():
 
 @pytest.mark.slow
 def test_minilm_finds_labels_by_meaning_not_words():
-    from atlas_align.harness.atlas import Atlas
+    from atlas_align.atlas.atlas import Atlas
 
     index = EmbeddingIndex(Atlas.load("builtin").labels, LabelEmbedder("minilm"))
     hits = [item.label for item, _ in index.search("canine", top_k=5)]

@@ -7,18 +7,19 @@ import functools
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import torch
 
-from atlas_align.evaluation import evaluate
-from atlas_align.harness.corpus import CorpusConfig
+from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+from atlas_align.corpus.sources import CorpusConfig
+from atlas_align.harness.evaluation import evaluate
 from atlas_align.leaderboard.collect import collect
 from atlas_align.leaderboard.render import render
 from atlas_align.leaderboard.verify import verify_folder
-from atlas_align.pipeline import AlignRequest, run_alignment
 from atlas_align.registry.hub import push_folder
-from tests.registry_server_fixture import REPO_ROOT, hub_online, registry_server  # noqa: F401
+from tests.registry_server_fixture import REPO_ROOT
 from tests.tiny_models import WORDS, tiny_bert, tiny_llama, word_tokenizer
 
 SAMPLES = 80
@@ -83,6 +84,7 @@ def test_board_orders_verifies_and_corrects(registry_server, hub_online, models_
     # and needs no verifier of its own here; its diff names the three new rows.
     env = registry_server.client_env(tmp_path / "home", token=registry_server.token, LEADERBOARD_DIR=str(tmp_path / "lb-ci"), LEADERBOARD_CACHE=str(cache))
     env["PATH"] = os.environ["PATH"]
+    env["PYTHON"] = sys.executable  # the venv's interpreter: nothing needs to be on PATH
     run = subprocess.run(["bash", str(REPO_ROOT / "ci" / "leaderboard.sh")], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert all(f"+ {registry_server.user}/board-{name}" in run.stdout for name in genuine), run.stdout

@@ -14,11 +14,15 @@ from lm_eval.api.registry import get_model  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
-from atlas_align.alignment import AtlasAlignment  # noqa: E402
+from atlas_align.alignment.artifact import AlignmentConfig  # noqa: E402
+from atlas_align.alignment.model import AtlasAlignment  # noqa: E402
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels  # noqa: E402
 from atlas_align.errors import ConfigError  # noqa: E402
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels  # noqa: E402
-from atlas_align.lm_eval_model import AtlasSteeredLM, export_lm_eval_steering  # noqa: E402
-from atlas_align.registry.artifact import AlignmentConfig, AtlasRef, SubjectRef  # noqa: E402
+from atlas_align.harness.lm_eval import AtlasSteeredLM, export_lm_eval_steering  # noqa: E402
+from atlas_align.refs import (  # noqa: E402
+    AtlasRef,
+    SubjectRef,
+)
 from tests.tiny_models import tiny_llama, word_tokenizer  # noqa: E402
 
 TASK_DIR = Path(__file__).parent / "data" / "lm_eval_task"
@@ -92,7 +96,7 @@ def test_command_line_run_with_atlas_steered(artifact, task_manager, tmp_path):
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
     include = Path(task_manager.include_path[0] if isinstance(task_manager.include_path, list) else task_manager.include_path)
-    cmd = [sys.executable, "-m", "atlas_align.lm_eval_model", "run", "--model", "atlas-steered",
+    cmd = [sys.executable, "-m", "atlas_align.harness.lm_eval", "run", "--model", "atlas-steered",
            "--model_args", f"pretrained={tmp_path / 'tiny'},alignment={artifact},concept=0,strength=8", "--device", "cpu",
            "--tasks", "atlas_toy_mc", "--include_path", str(include), "--output_path", str(tmp_path / "out"), "--batch_size", "2"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))

@@ -4,8 +4,8 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 
 from atlas_align.errors import NotFittedError, ShapeMismatchError, UnknownNameError
-from atlas_align.harness.methods import METHODS, get_method
-from atlas_align.harness.statistics import AlignmentStatistics, row_normalize
+from atlas_align.fit.methods import METHODS, get_method
+from atlas_align.fit.statistics import AlignmentStatistics, row_normalize
 
 
 def planted(n=4000, d_c=48, d_s=32, noise=0.05, seed=0):

@@ -3,8 +3,8 @@ shuffled-pairs control by a wide margin on held-out texts."""
 
 import pytest
 
-from atlas_align.harness.corpus import CorpusConfig
-from atlas_align.pipeline import AlignRequest, run_alignment
+from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+from atlas_align.corpus.sources import CorpusConfig
 
 
 @pytest.mark.slow

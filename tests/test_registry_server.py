@@ -27,12 +27,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from tests.registry_server_fixture import (  # noqa: F401 - fixtures are used by name
-    FIXTURE_LFS_THRESHOLD,
-    RegistryServer,
-    hub_online,
-    registry_server,
-)
+from tests.registry_server_fixture import FIXTURE_LFS_THRESHOLD, RegistryServer
 
 pytestmark = pytest.mark.usefixtures("hub_online")
 
@@ -425,8 +420,8 @@ def test_upload_mode_policy_and_xet_refusal(tmp_path: Path) -> None:
     """Without --lfs-threshold every file is inlined, which also suits clients that use Xet."""
     from starlette.testclient import TestClient
 
-    from atlas_align.registry.server import create_app
-    from atlas_align.registry.store import create_token
+    from atlas_align.registry.server.app import create_app
+    from atlas_align.registry.server.store import create_token
 
     token = create_token(tmp_path, "lab")
     auth = {"authorization": f"Bearer {token}"}

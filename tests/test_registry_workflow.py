@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from atlas_align.registry.hub import list_alignments, list_versions, push_folder
-from tests.registry_server_fixture import hub_online, registry_server  # noqa: F401  (fixtures)
 from tests.test_alignment import make_alignment
 
 LOAD_AND_USE = """
@@ -87,7 +86,7 @@ except IntegrityError as exc:
 def test_cli_push_without_token_is_refused_clearly(registry_server, tmp_path):  # noqa: F811
     make_alignment().save_pretrained(tmp_path / "a")
     env = registry_server.client_env(tmp_path / "home")
-    result = subprocess.run([sys.executable, "-m", "atlas_align.cli", "push", str(tmp_path / "a"), f"{registry_server.user}/no-token"],
+    result = subprocess.run([sys.executable, "-m", "atlas_align.cli.main", "push", str(tmp_path / "a"), f"{registry_server.user}/no-token"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "HF_TOKEN" in result.stderr and "Traceback" not in result.stderr
@@ -96,7 +95,7 @@ def test_cli_push_without_token_is_refused_clearly(registry_server, tmp_path):  
 def test_cli_pull_and_versions(published, registry_server, tmp_path):  # noqa: F811
     api, repo, v1, *_ = published
     env = registry_server.client_env(tmp_path / "home", token=registry_server.token)
-    run = lambda *args: subprocess.run([sys.executable, "-m", "atlas_align.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "atlas_align.cli.main", *args], env=env, capture_output=True, text=True, timeout=120)
     pulled = run("pull", repo, "--revision", "v1", "--out", str(tmp_path / "pulled"))
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == (tmp_path / "v1" / "model.safetensors").read_bytes()

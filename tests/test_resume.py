@@ -12,13 +12,13 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from atlas_align.alignment import AtlasAlignment
-from atlas_align.cli import main
-from atlas_align.harness.corpus import CorpusConfig
-from atlas_align.harness.methods import get_method
-from atlas_align.harness.statistics import AlignmentStatistics
-from atlas_align.pipeline import AlignRequest, run_alignment
-from tests._dist_fixtures import REPO, cli_command, cli_env, one_torch_thread, save_tiny_models, write_corpus  # noqa: F401 (fixture)
+from atlas_align.alignment.model import AtlasAlignment
+from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+from atlas_align.cli.main import main
+from atlas_align.corpus.sources import CorpusConfig
+from atlas_align.fit.methods import get_method
+from atlas_align.fit.statistics import AlignmentStatistics
+from tests._dist_fixtures import REPO, cli_command, cli_env, save_tiny_models, write_corpus
 
 SAMPLES = 2048  # 32 chunks of 64 texts; a checkpoint every 2 chunks (128 texts)
 

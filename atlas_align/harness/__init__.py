@@ -1,0 +1,1 @@
+"""Stage 6 — evaluation: versioned benchmarks, the evaluation runner, the lm-eval model."""

@@ -12,8 +12,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from atlas_align.files import atomic_write_text
 from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, LeaderboardRow
-from atlas_align.registry.artifact import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, AlignmentConfig
+from atlas_align.alignment.artifact import AlignmentConfig
+from atlas_align.files import CONFIG_FILENAME, EVAL_RESULTS_FILENAME
 
 # A verifier re-runs the benchmarks on a downloaded snapshot folder and returns eval-results JSON.
 Verifier = Callable[[Path], dict[str, Any]]
@@ -62,11 +64,7 @@ class VerificationCache:
 
     def put(self, commit: str, versions: dict[str, str], results: dict[str, Any]) -> None:
         path = self._path(commit, versions)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(results, handle, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(results, sort_keys=True))
 
 
 def collect(

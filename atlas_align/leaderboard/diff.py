@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from atlas_align.leaderboard.schema import METRIC_COLUMNS
@@ -26,12 +25,5 @@ def diff(before: dict, after: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    before_path, after_path = (argv or sys.argv[1:])[:2]
-    lines = diff(json.loads(Path(before_path).read_text()), json.loads(Path(after_path).read_text()))
-    print("\n".join(lines) if lines else "no changes")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def diff_files(before: str | Path, after: str | Path) -> list[str]:
+    return diff(json.loads(Path(before).read_text()), json.loads(Path(after).read_text()))

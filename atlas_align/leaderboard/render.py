@@ -8,16 +8,13 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from atlas_align.files import atomic_write_text
 from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard
 
 JSON_NAME, MARKDOWN_NAME, HTML_NAME = "leaderboard.json", "LEADERBOARD.md", "index.html"
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+_write = atomic_write_text
 
 
 def _fmt(value: float | None) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from atlas_align.registry.artifact import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME
+from atlas_align.files import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME
 
 # Steering needs minutes of generation per alignment; the board verifies what every alignment has.
 VERIFIED_BENCHMARKS = ("translation", "retrieval")
@@ -19,7 +19,7 @@ VERIFY_SEED = 0
 
 def verify_folder(folder: str | Path, *, benchmarks: Sequence[str] = VERIFIED_BENCHMARKS, samples: int = VERIFY_SAMPLES, seed: int = VERIFY_SEED) -> dict[str, Any]:
     """Evaluate a copy of the artifact (the snapshot itself stays untouched) and return its eval-results JSON."""
-    from atlas_align.evaluation import evaluate
+    from atlas_align.harness.evaluation import evaluate
 
     with tempfile.TemporaryDirectory(prefix="atlas-align-verify-") as tmp:
         for name in (CONFIG_FILENAME, WEIGHTS_FILENAME, LABELS_FILENAME):

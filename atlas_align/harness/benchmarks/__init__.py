@@ -4,6 +4,7 @@ Each is registered in :data:`BENCHMARKS` under ``name@version`` and returns a
 :class:`BenchmarkResult` (metrics beside their controls, per-feature details, provenance).
 """
 
+from atlas_align.harness.benchmarks import retrieval, steering, translation  # noqa: F401  (registers them)
 from atlas_align.harness.benchmarks.base import (
     BENCHMARKS,
     Benchmark,
@@ -14,7 +15,6 @@ from atlas_align.harness.benchmarks.base import (
     get_benchmark,
     register_benchmark,
 )
-from atlas_align.harness.benchmarks import retrieval, steering, translation  # noqa: F401  (registers them)
 
 __all__ = [
     "BENCHMARKS",

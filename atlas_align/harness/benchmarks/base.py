@@ -22,11 +22,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError
-from atlas_align.harness.corpus import Sample
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
-from atlas_align.harness.registry_util import Registry
-from atlas_align.registry.artifact import library_version
+from atlas_align.plugins import Registry
+from atlas_align.refs import library_version
 
 RESULT_FORMAT_VERSION = 1
 

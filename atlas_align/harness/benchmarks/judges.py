@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from atlas_align.errors import ConfigError
-from atlas_align.harness.registry_util import Registry
+from atlas_align.plugins import Registry
 
 _WORD = re.compile(r"[a-z]+")
 _STOPWORDS = frozenset(
@@ -48,7 +48,7 @@ class SteeringConcept:
 class Judge(ABC):
     name: ClassVar[str]
 
-    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:
+    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:  # noqa: B027 - optional hook, no-op by default
         """Called once before rating (build lexicons, reference distributions, load models)."""
 
     @abstractmethod
@@ -117,11 +117,11 @@ class LexiconJudge(Judge):
         self.lexicon = {c: frozenset(w) for c, w in lexicon.items()} if lexicon is not None else None
         self.clear_hits = clear_hits
 
-    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:
+    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:  # noqa: B027 - optional hook, no-op by default
         if self.lexicon is None:
             rows = getattr(ctx, "lexicon_rows", None)
             if rows is None:
-                from atlas_align.harness.default_corpus import load_default_corpus
+                from atlas_align.corpus.builtin import load_default_corpus
 
                 rows = load_default_corpus()
             self.lexicon = category_lexicon(rows)
@@ -155,7 +155,7 @@ class AtlasJudge(Judge):
         self.clear_level: dict[int, float] = {}
         self.vague_level: dict[int, float] = {}
 
-    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:
+    def prepare(self, ctx: Any, concepts: Sequence[SteeringConcept]) -> None:  # noqa: B027 - optional hook, no-op by default
         """Levels per feature from held-out texts: 'clear' = a quantile of its activation on texts of the
         concept's category (of its non-zero activations when no text has a category); 'vague' = a
         quantile on the other texts. Both are at least just above zero."""
@@ -216,7 +216,7 @@ class LLMJudge(Judge):
             if isinstance(self.model_spec, tuple):
                 self._bundle = self.model_spec
             else:
-                from atlas_align.harness.assets import load_model_and_tokenizer
+                from atlas_align.models.assets import load_model_and_tokenizer
 
                 self._bundle = load_model_and_tokenizer(str(self.model_spec), causal=True)
         return self._bundle

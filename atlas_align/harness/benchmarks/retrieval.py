@@ -30,9 +30,9 @@ from atlas_align.harness.benchmarks.base import (
     register_benchmark,
     validated_concepts,
 )
-from atlas_align.harness.benchmarks.metrics import chance_reciprocal_rank, rank_of_first_relevant, r_precision
+from atlas_align.harness.benchmarks.metrics import chance_reciprocal_rank, r_precision, rank_of_first_relevant
 from atlas_align.harness.benchmarks.translation import shuffled_columns
-from atlas_align.harness.registry_util import Registry
+from atlas_align.plugins import Registry
 
 # (ctx, category, feature ids, n, seed) -> concept sequences
 QueryGenerator = Callable[[BenchmarkContext, str, Sequence[int], int, int], list[str]]

@@ -28,7 +28,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atlas_align.errors import ConfigError
-from atlas_align.harness.activations import base_model, output_tensor
 from atlas_align.harness.benchmarks.base import (
     Benchmark,
     BenchmarkContext,
@@ -39,6 +38,7 @@ from atlas_align.harness.benchmarks.base import (
 )
 from atlas_align.harness.benchmarks.judges import Judge, SteeringConcept, get_judge
 from atlas_align.harness.benchmarks.translation import shuffled_columns
+from atlas_align.models.activations import base_model, output_tensor
 
 NEUTRAL_PROMPTS = (
     "Here is a short story about my weekend:",

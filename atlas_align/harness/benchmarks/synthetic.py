@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
+from atlas_align.alignment.artifact import AlignmentConfig
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError
-from atlas_align.harness.corpus import Sample
-from atlas_align.harness.labels import FeatureLabel, FeatureLabels
-from atlas_align.registry.artifact import AlignmentConfig, AtlasRef, SubjectRef
+from atlas_align.refs import AtlasRef, SubjectRef
 
 
 class InMemorySpace:
@@ -59,8 +60,8 @@ def planted_problem(*, n_texts: int = 600, n_categories: int = 6, features_per_c
     (d_s × d_c, orthonormal columns), and the returned alignment holds that T (or T with its
     columns permuted when ``shuffle_T``).
     """
-    from atlas_align.alignment import AtlasAlignment
-    from atlas_align.harness.statistics import row_normalize
+    from atlas_align.alignment.model import AtlasAlignment
+    from atlas_align.fit.statistics import row_normalize
 
     g = torch.Generator().manual_seed(seed)
     d_c = n_categories * features_per_category + extra_features

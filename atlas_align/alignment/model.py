@@ -1,0 +1,188 @@
+"""``AtlasAlignment``: a fitted translation between an atlas space and a subject model's space.
+
+It answers the three questions users ask — *search* (which subject directions/features carry
+this atlas concept?), *explain* (which atlas features does this subject activation express?)
+and *steer* (push the subject model toward a concept) — and saves/loads itself as a versioned
+artifact (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``, via ``ModelHubMixin``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from huggingface_hub import ModelHubMixin
+from torch import nn
+
+from atlas_align.alignment.artifact import AlignmentConfig, read_config, read_weights, write_config, write_weights
+from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
+from atlas_align.errors import ArtifactNotFound, ConfigError, ShapeMismatchError
+from atlas_align.files import CONFIG_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME
+from atlas_align.fit.statistics import row_normalize
+from atlas_align.models.steering import steer as _steer
+
+Concept = int | Sequence[int] | dict[int, float] | torch.Tensor | str
+
+
+@dataclass
+class SearchResult:
+    """Atlas features matching a query and the subject features ranked for their direction."""
+
+    query: str
+    atlas_features: list[tuple[FeatureLabel, float]]
+    subject_features: list[tuple[int, float]]
+    direction: torch.Tensor
+
+
+class AtlasAlignment(
+    ModelHubMixin,
+    library_name="atlas-align",
+    tags=["atlas-alignment"],
+    repo_url="https://github.com/atlas-align/atlas-align",
+    paper_url="https://arxiv.org/abs/2510.27413",
+):
+    """A translation matrix ``T`` (d_s × d_c) from atlas space to subject space, with its provenance."""
+
+    def __init__(
+        self,
+        config: AlignmentConfig,
+        T: torch.Tensor,
+        subject_shift: torch.Tensor | None = None,
+        subject_scale: torch.Tensor | None = None,
+        labels: FeatureLabels | None = None,
+    ) -> None:
+        if tuple(T.shape) != (config.d_s, config.d_c):
+            raise ShapeMismatchError(f"T has shape {tuple(T.shape)}, config says ({config.d_s}, {config.d_c}).")
+        self.config = config
+        self.T = T.detach().to(torch.float32)
+        self.subject_shift = torch.zeros(config.d_s) if subject_shift is None else subject_shift.detach().float()
+        self.subject_scale = torch.ones(config.d_s) if subject_scale is None else subject_scale.detach().float()
+        self.labels = labels if labels is not None else FeatureLabels()
+        self._T_rows_normalized = row_normalize(self.T)
+
+    # --- explain -----------------------------------------------------------------------------
+    def preprocess_subject(self, subject_acts: torch.Tensor) -> torch.Tensor:
+        x = subject_acts.detach().float()
+        if self.config.row_normalize:
+            x = row_normalize(x)
+        return (x - self.subject_shift) / self.subject_scale
+
+    def translate_to_atlas(self, subject_acts: torch.Tensor) -> torch.Tensor:
+        """Estimated atlas-feature activations (…, d_c) for subject activations (…, d_s)."""
+        if subject_acts.shape[-1] != self.config.d_s:
+            raise ShapeMismatchError(
+                f"Subject activations have {subject_acts.shape[-1]} dims; this alignment expects d_s={self.config.d_s} "
+                f"({self.config.subject.model_id} at {self.config.subject.hookpoint})."
+            )
+        return self.preprocess_subject(subject_acts) @ self.T
+
+    # --- search ------------------------------------------------------------------------------
+    def _concept_weights(self, concept: Concept) -> torch.Tensor:
+        d_c = self.config.d_c
+        if isinstance(concept, str):
+            hits = self.labels.search(concept, top_k=5)
+            if not hits:
+                raise ConfigError(
+                    f"No atlas feature label matches {concept!r}. Try a broader word, or pass feature ids; "
+                    f"`atlas-align atlas search` lists labels."
+                )
+            best = hits[0][1]
+            concept = [h.feature for h, score in hits if score >= best - 0.5]
+        if isinstance(concept, torch.Tensor):
+            if concept.shape != (d_c,):
+                raise ShapeMismatchError(f"A weight vector over atlas features must have shape ({d_c},), got {tuple(concept.shape)}.")
+            q = concept.detach().float()
+        else:
+            q = torch.zeros(d_c)
+            items = concept.items() if isinstance(concept, dict) else ((f, 1.0) for f in ([concept] if isinstance(concept, int) else concept))
+            for feature, weight in items:
+                if not 0 <= int(feature) < d_c:
+                    raise ConfigError(f"Atlas feature id {feature} is out of range (the atlas has {d_c} features).")
+                q[int(feature)] += float(weight)
+        if q.norm() == 0:
+            raise ConfigError("The concept query is all zeros; give at least one atlas feature.")
+        return q
+
+    def concept_direction(self, concept: Concept) -> torch.Tensor:
+        """Unit direction (d_s,) in subject space for atlas feature id(s), weights or a label query.
+
+        s_c = T̄ q / ‖q‖ with T̄ = T with L2-normalised rows (each subject dimension's atlas profile).
+        """
+        q = self._concept_weights(concept)
+        s = self._T_rows_normalized @ (q / q.norm())
+        return s / s.norm().clamp_min(1e-12)
+
+    def search(self, query: Concept, top_k: int = 10, subject_dictionary: torch.Tensor | None = None) -> SearchResult:
+        """Atlas features for a text query, and the subject neurons (or dictionary rows) ranked for it."""
+        atlas_hits = self.labels.search(query, top_k=top_k) if isinstance(query, str) else []
+        direction = self.concept_direction(query)
+        if subject_dictionary is None:
+            sims = direction
+        else:
+            if subject_dictionary.shape[-1] != self.config.d_s:
+                raise ShapeMismatchError(f"The subject dictionary must have rows of width {self.config.d_s}.")
+            sims = row_normalize(subject_dictionary.float()) @ direction
+        k = min(top_k, sims.numel())
+        values, indices = sims.topk(k)
+        return SearchResult(
+            query=str(query),
+            atlas_features=atlas_hits,
+            subject_features=[(int(i), float(v)) for v, i in zip(values, indices)],
+            direction=direction,
+        )
+
+    # --- steer -------------------------------------------------------------------------------
+    @contextmanager
+    def steer(self, model: nn.Module, concept: Concept, strength: float = 4.0) -> Iterator[torch.Tensor]:
+        """Context manager: steer ``model`` toward ``concept`` at the alignment's hookpoint.
+
+        Yields the unit direction used. Hooks are removed on exit.
+        """
+        direction = self.concept_direction(concept)
+        with _steer(model, self.config.subject.hookpoint, direction, strength):
+            yield direction
+
+    # --- artifact I/O ----------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"T": self.T, "subject_shift": self.subject_shift, "subject_scale": self.subject_scale}
+
+    def generate_model_card(self, *args, **kwargs):
+        """The card from ``cards/alignment.md.j2`` with per-instance metadata (base_model, tags, model-index)."""
+        from atlas_align.alignment.card import render_card
+
+        return render_card(self.config, repo_id=kwargs.get("repo_id"), revision=kwargs.get("revision"), metrics=kwargs.get("metrics"), plot=kwargs.get("plot"))
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_directory = Path(save_directory)
+        sha = write_weights(save_directory, self.tensors(), self.config)
+        self.config = self.config.model_copy(update={"weights_sha256": sha})
+        write_config(save_directory, self.config)
+        if len(self.labels):
+            self.labels.save(save_directory / LABELS_FILENAME)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None, **kwargs) -> AtlasAlignment:
+        """Load from a local folder or a Hub repo (any branch, tag or commit sha via ``revision``)."""
+        source = str(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            folder = Path(source)
+            missing = [n for n in (CONFIG_FILENAME, WEIGHTS_FILENAME) if not (folder / n).is_file()]
+            if missing:
+                raise ArtifactNotFound(f"{folder} is not an alignment artifact: missing {', '.join(missing)}.")
+            files = {n: folder / n for n in (CONFIG_FILENAME, WEIGHTS_FILENAME, LABELS_FILENAME) if (folder / n).is_file()}
+        else:
+            from atlas_align.downloads import download_artifact_files
+
+            files = download_artifact_files(source, revision=revision, **kwargs)
+        config = read_config(files[CONFIG_FILENAME])
+        tensors = read_weights(files[WEIGHTS_FILENAME], config)
+        labels = FeatureLabels.load(files[LABELS_FILENAME]) if LABELS_FILENAME in files else None
+        return cls(config, tensors["T"], tensors["subject_shift"], tensors["subject_scale"], labels)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"AtlasAlignment({c.subject.model_id}@{c.subject.hookpoint} ← {c.atlas.atlas_id}, method={c.method}, T={tuple(self.T.shape)})"

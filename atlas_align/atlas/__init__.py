@@ -1,0 +1,1 @@
+"""Stage 3 — the Concept Atlas: labelled SAE atlases, raw model spaces, atlas building and label search."""

@@ -1,0 +1,3 @@
+from atlas_align.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Stage 1 — shared text: local files, HF datasets and the built-in WordNet corpus, windowed and split."""

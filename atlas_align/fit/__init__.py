@@ -1,0 +1,1 @@
+"""Stage 4 — fitting: streaming statistics, alignment methods, data-parallel reduction."""

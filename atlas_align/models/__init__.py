@@ -1,0 +1,1 @@
+"""Stage 2 — models: offline assets and loading, hookpoints, pooled activations, steering hooks."""

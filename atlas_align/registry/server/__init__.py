@@ -1,0 +1,1 @@
+"""Stage 7 — the Hub-compatible registry server: routes, store, LFS, auth."""
