@@ -70,6 +70,31 @@ class CorpusRef(BaseModel):
     heldout_fraction: float
     split_salt: str
     seed: int = 0
+    # Artifacts written before uniform sampling existed took the first N windows.
+    sampling: Literal["uniform", "sequential"] = "sequential"
+    sample_seed: int = 0
+
+
+class PoolingConfig(BaseModel):
+    """How one text's per-token activations become one vector (max over the kept tokens); recorded in artifacts.
+
+    Causal LMs turn the first token of a text into an *attention sink* whose hidden state is huge
+    (SmolLM2 layer 20: norm ~23,700 against a median of ~237), so a plain max over tokens is
+    dominated by it. Special tokens the tokenizer adds (BOS/CLS/SEP) and padding are always masked.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exclude_first: Literal["auto", "always", "never"] = Field(
+        "auto", description="drop the first token of each text: 'auto' = for causal LMs only (where it is the attention sink)"
+    )
+    outlier_ratio: float | None = Field(None, gt=1.0, description="also drop tokens whose norm exceeds this multiple of the text's median token norm")
+    mask_typed_special: bool = Field(True, description="also mask special tokens typed inside the text (e.g. a literal '<|im_start|>')")
+
+    @classmethod
+    def legacy(cls) -> PoolingConfig:
+        """What artifacts written before this option existed used: only added special tokens masked."""
+        return cls(exclude_first="never", outlier_ratio=None, mask_typed_special=False)
 
 
 class AtlasSpec(BaseModel):

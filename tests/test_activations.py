@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from atlas_align.errors import HookpointError
-from atlas_align.models.activations import ActivationExtractor, masked_max_pool, resolve_hookpoint
+from atlas_align.models.activations import ActivationExtractor, PoolingConfig, masked_max_pool, pooling_mask, resolve_hookpoint
 from tests.tiny_models import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
 
 TEXTS = ["the dog runs", "a big red car eats bread", "cat", "the small green boat sleeps the train"]
@@ -49,8 +49,54 @@ def test_pooling_matches_manual_max_over_real_tokens(factory, kind):
         enc = tok([text], return_special_tokens_mask=True, return_tensors="pt")
         special = enc.pop("special_tokens_mask").bool()[0]
         out = model(**enc, output_hidden_states=True).hidden_states[2][0]
-        expected = out[~special].max(0).values
+        keep = ~special
+        if factory is not tiny_bert and keep.sum() > 1:
+            keep[0] = False  # a causal LM's first token is its attention sink (for the BOS tokenizer it is BOS anyway)
+        expected = out[keep].max(0).values
         assert torch.allclose(pooled[i], expected, atol=1e-5), text
+    legacy = ActivationExtractor(model, tok, hook, batch_size=2, pooling=PoolingConfig.legacy()).pooled(TEXTS)
+    for i, text in enumerate(TEXTS):
+        enc = tok([text], return_special_tokens_mask=True, return_tensors="pt")
+        special = enc.pop("special_tokens_mask").bool()[0]
+        out = model(**enc, output_hidden_states=True).hidden_states[2][0]
+        assert torch.allclose(legacy[i], out[~special].max(0).values, atol=1e-5), text
+
+
+def test_the_attention_sink_never_wins_the_max():
+    """A planted sink (position 0 with a huge norm, as in real causal LMs) dominates a plain max, not ours."""
+    attention = torch.tensor([[1, 1, 1, 1, 0]])
+    special = torch.zeros_like(attention)
+    acts = torch.tensor([[[500.0, -400.0], [1.0, 2.0], [3.0, -1.0], [2.0, 0.5], [900.0, 900.0]]])
+    plain = masked_max_pool(acts, pooling_mask(attention, special, PoolingConfig.legacy(), causal=True))
+    assert plain.tolist() == [[500.0, 2.0]]
+    ours = masked_max_pool(acts, pooling_mask(attention, special, PoolingConfig(), causal=True))
+    assert ours.tolist() == [[3.0, 2.0]]
+    # an encoder keeps its first real token (its CLS is masked as a special token instead)
+    assert masked_max_pool(acts, pooling_mask(attention, special, PoolingConfig(), causal=False)).tolist() == [[500.0, 2.0]]
+    # the norm-outlier rule finds a sink anywhere: here the huge token sits at position 2
+    acts2 = acts[:, [1, 3, 0, 2, 4]]
+    rule = PoolingConfig(exclude_first="never", outlier_ratio=10.0)
+    assert masked_max_pool(acts2, pooling_mask(attention, special, rule, causal=True, norms=acts2.norm(dim=-1))).tolist() == [[3.0, 2.0]]
+    # left padding: the sink is the first non-pad position
+    left = torch.tensor([[0, 1, 1, 1]])
+    acts3 = torch.tensor([[[900.0], [500.0], [1.0], [3.0]]])
+    assert masked_max_pool(acts3, pooling_mask(left, torch.zeros_like(left), PoolingConfig(), causal=True)).item() == 3.0
+    # a one-token text keeps its token
+    one = torch.tensor([[1, 0]])
+    assert masked_max_pool(torch.tensor([[[7.0], [9.0]]]), pooling_mask(one, torch.zeros_like(one), PoolingConfig(), causal=True)).item() == 7.0
+
+
+def test_special_tokens_typed_inside_the_text_are_masked():
+    model, tok = tiny_llama(), word_tokenizer("bos")
+    hook = resolve_hookpoint(model, 1)
+    typed = f"the dog {tok.bos_token} runs"
+    ours = ActivationExtractor(model, tok, hook).pooled([typed, "the dog runs"])
+    enc = tok([typed], return_tensors="pt")
+    ids = enc["input_ids"][0]
+    out = model(**enc, output_hidden_states=True).hidden_states[2][0]
+    keep = ids != tok.bos_token_id
+    assert torch.allclose(ours[0], out[keep].max(0).values, atol=1e-5)
+    assert (ids == tok.bos_token_id).sum() == 2  # the check above really removed a typed special
 
 
 def test_padding_and_specials_never_win_the_max():

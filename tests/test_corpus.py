@@ -1,4 +1,6 @@
 import json
+from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -44,3 +46,37 @@ def test_bad_corpus_inputs_are_clear(tmp_path):
     wrong.write_text('{"content": "hello there"}\n')
     with pytest.raises(CorpusError, match="--text-field"):
         list(iter_samples(CorpusConfig(source=str(wrong)), "all"))
+
+
+def _sorted_corpus(tmp_path, categories=10, per_category=200):
+    """A corpus stored sorted by category, like the built-in WordNet one."""
+    path = tmp_path / "sorted.jsonl"
+    rows = [{"text": f"{c}-word item {i} of category {c}", "category": f"cat{c}"} for c in range(categories) for i in range(per_category)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return CorpusConfig(source=str(path), heldout_fraction=0.2)
+
+
+def test_uniform_sampling_of_a_sorted_corpus_sees_every_category(tmp_path):
+    """Regression: `align` took the first N windows, so the demo's 2,000 texts were all adjectives."""
+    cfg = _sorted_corpus(tmp_path)
+    sample = list(iter_samples(cfg, "train", limit=300))
+    assert len(sample) == 300
+    counts = Counter(s.category for s in sample)
+    assert len(counts) == 10 and max(counts.values()) < 60, counts  # ~30 each; first-N would be 200 + 100
+    neighbours = sum(a.category == b.category for a, b in pairwise(sample)) / (len(sample) - 1)
+    assert neighbours < 0.25, neighbours  # ~0.1 for a random order; 0.99 in corpus order
+    sequential = list(iter_samples(cfg.model_copy(update={"sampling": "sequential"}), "train", limit=300))
+    assert {s.category for s in sequential} == {"cat0", "cat1"}  # the old behaviour, still available
+
+
+def test_uniform_sampling_is_seeded_nested_and_split_pure(tmp_path):
+    cfg = _sorted_corpus(tmp_path)
+    a = [s.text for s in iter_samples(cfg, "train", limit=100)]
+    assert a == [s.text for s in iter_samples(cfg, "train", limit=100)]  # same seed, same sample, same order
+    assert a == [s.text for s in iter_samples(cfg, "train", limit=200)][:100]  # a larger sample extends a smaller one
+    other = [s.text for s in iter_samples(cfg.model_copy(update={"sample_seed": 1}), "train", limit=100)]
+    assert len(set(a) & set(other)) < 30  # another seed, another sample (expected overlap 100·100/1600 ≈ 6)
+    held = {s.text for s in iter_samples(cfg, "heldout", limit=10_000)}
+    assert held and not held & {s.text for s in iter_samples(cfg, "train", limit=10_000)}
+    assert len(list(iter_samples(cfg.model_copy(update={"scan_limit": 50}), "all", limit=1000))) == 50
+    assert list(iter_samples(cfg, "train", limit=0)) == []

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from atlas_align.errors import IntegrityError, ShapeMismatchError
 from atlas_align.files import CONFIG_FILENAME, WEIGHTS_FILENAME, atomic_path, atomic_write_text, sha256_file
-from atlas_align.refs import AtlasRef, CorpusRef, SubjectRef, library_version
+from atlas_align.refs import AtlasRef, CorpusRef, PoolingConfig, SubjectRef, library_version
 
 FORMAT_VERSION = 1
 TENSOR_NAMES = ("T", "subject_shift", "subject_scale")
@@ -39,6 +39,8 @@ class AlignmentConfig(BaseModel):
     method_params: dict[str, Any] = Field(default_factory=dict)
     row_normalize: bool = True
     corpus: CorpusRef | None = None
+    # How texts were pooled (subject, and raw-model atlases); artifacts from before the option existed used legacy pooling.
+    pooling: PoolingConfig = Field(default_factory=PoolingConfig.legacy)
     d_s: int = Field(gt=0)
     d_c: int = Field(gt=0)
     library_version: str = Field(default_factory=library_version)

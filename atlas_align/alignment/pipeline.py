@@ -16,14 +16,14 @@ from atlas_align.alignment.artifact import AlignmentConfig
 from atlas_align.alignment.model import AtlasAlignment
 from atlas_align.atlas.spaces import ActivationSpace, load_atlas_space
 from atlas_align.corpus.sources import CorpusConfig, iter_samples
-from atlas_align.errors import CorpusError
+from atlas_align.errors import ConfigError, CorpusError
 from atlas_align.fit.collect import collect_statistics
 from atlas_align.fit.distributed import init_from_env
 from atlas_align.fit.methods import METHODS, get_method
 from atlas_align.fit.statistics import AlignmentStatistics, row_normalize
 from atlas_align.models.activations import ActivationExtractor, hidden_size, resolve_hookpoint
 from atlas_align.models.loading import load_subject
-from atlas_align.refs import CorpusRef, SubjectRef
+from atlas_align.refs import CorpusRef, PoolingConfig, SubjectRef
 
 DEFAULT_SUBJECT = "smollm2"
 DEFAULT_SUBJECT_LAYER = 20
@@ -48,6 +48,7 @@ class AlignRequest(BaseModel):
     max_length: int = Field(128, gt=1)
     dtype: Literal["float32", "bfloat16"] = "float32"
     heldout_samples: int = Field(256, ge=0)
+    pooling: PoolingConfig = Field(default_factory=PoolingConfig)
     seed: int = 0
 
 
@@ -69,6 +70,36 @@ class HeldoutReport:
         return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
 
 
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    """A seeded uniform permutation of range(n) with no fixed point (a true shuffle of the whole set)."""
+    if n < 2:
+        raise ConfigError("A shuffled control needs at least 2 texts.")
+    gen = torch.Generator().manual_seed(seed)
+    while True:  # rejection sampling: about e ≈ 2.7 draws on average
+        perm = torch.randperm(n, generator=gen)
+        if not bool((perm == torch.arange(n)).any()):
+            return perm
+
+
+def match_ranks(sims: torch.Tensor) -> torch.Tensor:
+    """Rank of each row's own column (the diagonal) among the row's scores, ties counted against it.
+
+    A tie with another text ranks the true match behind it, and a non-finite true score ranks last,
+    so an all-zero or all-NaN translation gets chance-level scores, never a perfect one.
+    """
+    diag = sims.diag()
+    ahead = (sims >= diag[:, None]) | sims.isnan()
+    ranks = ahead.sum(1)  # the diagonal itself counts once when finite
+    ranks = torch.where(torch.isfinite(diag), ranks, torch.full_like(ranks, sims.shape[1]))
+    return ranks.clamp(min=1)
+
+
+def _match_scores(al: AtlasAlignment, s_acts: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    sims = row_normalize(al.translate_to_atlas(s_acts)) @ target.T
+    ranks = match_ranks(sims).to(torch.float64)
+    return sims, float((ranks == 1).double().mean()), float((1.0 / ranks).mean())
+
+
 def heldout_report(alignment: AtlasAlignment, control: AtlasAlignment | None, subject: ActivationExtractor, atlas: ActivationSpace, corpus: CorpusConfig, n: int) -> HeldoutReport | None:
     """Translate held-out subject activations into atlas space and match them to the true atlas rows."""
     texts = [s.text for s in iter_samples(corpus, "heldout", limit=n)]
@@ -79,15 +110,9 @@ def heldout_report(alignment: AtlasAlignment, control: AtlasAlignment | None, su
     target = row_normalize(c_acts)
     target = row_normalize(target - target.mean(0))  # what distinguishes texts, not what all share
 
-    def scores(al: AtlasAlignment) -> tuple[torch.Tensor, float, float]:
-        sims = row_normalize(al.translate_to_atlas(s_acts)) @ target.T
-        diag = sims.diag()
-        ranks = 1 + (sims > diag[:, None]).sum(1)
-        return sims, float((ranks == 1).float().mean()), float((1.0 / ranks).mean())
-
-    sims, top1, mrr = scores(alignment)
-    c_top1, c_mrr = scores(control)[1:] if control is not None else (float("nan"), float("nan"))
-    off = sims.roll(1, dims=1).diag()
+    sims, top1, mrr = _match_scores(alignment, s_acts, target)
+    c_top1, c_mrr = _match_scores(control, s_acts, target)[1:] if control is not None else (float("nan"), float("nan"))
+    off = sims[torch.arange(len(texts)), derangement(len(texts), seed=0)]
     return HeldoutReport(
         n=len(texts),
         matched_cosine=float(sims.diag().mean()),
@@ -109,7 +134,7 @@ class AlignResult:
     statistics: AlignmentStatistics
 
 
-def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_ref: SubjectRef, atlas: ActivationSpace, corpus_ref: CorpusRef) -> AtlasAlignment:
+def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_ref: SubjectRef, atlas: ActivationSpace, corpus_ref: CorpusRef, pooling: PoolingConfig | None = None) -> AtlasAlignment:
     method = get_method(method_name, **params).fit(stats)
     config = AlignmentConfig(
         subject=subject_ref,
@@ -120,6 +145,7 @@ def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_re
         corpus=corpus_ref,
         d_s=stats.d_s,
         d_c=stats.d_c,
+        pooling=pooling or PoolingConfig(),
     )
     return AtlasAlignment(config, method.T_, method.subject_shift_, method.subject_scale_, labels=atlas.labels)
 
@@ -140,13 +166,13 @@ def run_alignment(
     start = time.perf_counter()
     model, tokenizer, model_id = subject_bundle or load_subject(req.subject, req.dtype)
     hook = resolve_hookpoint(model, req.layer, req.site, req.hookpoint)
-    subject = ActivationExtractor(model, tokenizer, hook, batch_size=req.batch_size, max_length=req.max_length)
-    atlas = atlas_space or load_atlas_space(req.atlas, batch_size=req.batch_size, max_length=req.max_length, dtype=req.dtype)
+    subject = ActivationExtractor(model, tokenizer, hook, batch_size=req.batch_size, max_length=req.max_length, pooling=req.pooling)
+    atlas = atlas_space or load_atlas_space(req.atlas, batch_size=req.batch_size, max_length=req.max_length, dtype=req.dtype, pooling=req.pooling)
     d_s = hidden_size(model)
     needs_gram = METHODS.get(req.method).needs_gram
     control_stats = AlignmentStatistics(d_s, atlas.width, needs_gram)
     stats = collect_statistics(
-        subject, atlas, iter_samples(req.corpus, "train"), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
+        subject, atlas, iter_samples(req.corpus, "train", limit=req.samples), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
         progress=progress, checkpoint=checkpoint, resume=resume, control=control_stats,
         checkpoint_every=checkpoint_every, rank=rank, world_size=world_size,
     )
@@ -156,9 +182,10 @@ def run_alignment(
     corpus_ref = CorpusRef(
         source=req.corpus.source, n_samples=stats.n, window_words=req.corpus.window_words,
         heldout_fraction=req.corpus.heldout_fraction, split_salt=req.corpus.split_salt, seed=req.seed,
+        sampling=req.corpus.sampling, sample_seed=req.corpus.sample_seed,
     )
-    alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref)
-    control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref)
+    alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref, req.pooling)
+    control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref, req.pooling)
     report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples and rank == 0 else None
     return AlignResult(alignment, control, report, time.perf_counter() - start, stats)
 

@@ -29,7 +29,8 @@ from torch import nn
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import CorpusConfig, Sample, iter_samples
 from atlas_align.errors import ConfigError, CorpusError
-from atlas_align.models.activations import Hookpoint, base_model, hidden_size, output_tensor, resolve_hookpoint
+from atlas_align.models.activations import Hookpoint, base_model, hidden_size, resolve_hookpoint
+from atlas_align.models.hooks import forward_to
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_LAYER = 3
@@ -100,10 +101,6 @@ DEFAULT_ATLAS_BUILD = AtlasBuildConfig()
 # ----------------------------------------------------------------------------------------- tokens
 
 
-class _StopForward(Exception):
-    """Raised inside the hook to end the forward pass at the hooked layer."""
-
-
 @dataclass
 class TokenActivations:
     """Per-token activations of real tokens (no padding, no special tokens), text by text."""
@@ -127,29 +124,14 @@ def token_activations(model: nn.Module, tokenizer, hookpoint: Hookpoint, texts: 
         tokenizer.pad_token = tokenizer.eos_token
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))  # little padding per batch
     per_text: list[torch.Tensor | None] = [None] * len(texts)
-    captured: list[torch.Tensor] = []
-
-    def hook(_module, _args, output):
-        captured.append(output_tensor(output))
-        raise _StopForward
-
-    handle = module.register_forward_hook(hook)
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc="token activations", disable=not progress):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_special_tokens_mask=True, return_tensors="pt")
-            real = enc.pop("special_tokens_mask").to(torch.bool).logical_not() & enc["attention_mask"].to(torch.bool)
-            inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            captured.clear()
-            try:
-                model(**inputs)
-            except _StopForward:
-                pass
-            acts = captured[0].float()
-            for row, i in enumerate(idx):
-                per_text[i] = acts[row][real[row]].clone()
-    finally:
-        handle.remove()
+    for start in tqdm(range(0, len(order), batch_size), desc="token activations", disable=not progress):
+        idx = order[start : start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_special_tokens_mask=True, return_tensors="pt")
+        real = enc.pop("special_tokens_mask").to(torch.bool).logical_not() & enc["attention_mask"].to(torch.bool)
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        acts = forward_to(model, module, inputs, hookpoint.path).float()
+        for row, i in enumerate(idx):
+            per_text[i] = acts[row][real[row]].clone()
     lengths = torch.tensor([0] + [t.shape[0] for t in per_text])  # type: ignore[union-attr]
     d = hidden_size(model)
     acts = torch.cat(per_text) if per_text else torch.empty(0, d)  # type: ignore[arg-type]
@@ -372,7 +354,8 @@ def auto_label(pooled: torch.Tensor, texts: Sequence[str], categories: Sequence[
 
 def draw_samples(cfg: CorpusConfig, split: str, n: int, seed: int, scan_limit: int) -> list[Sample]:
     """A seeded draw of ``n`` windows from the first ``scan_limit`` of the split (the corpus order is fixed)."""
-    pool = list(iter_samples(cfg, split, limit=scan_limit))  # type: ignore[arg-type]
+    # The first scan_limit windows in corpus order, then a seeded permutation: the shipped atlas was built so.
+    pool = list(iter_samples(cfg.model_copy(update={"sampling": "sequential"}), split, limit=scan_limit))  # type: ignore[arg-type]
     if not pool:
         raise CorpusError(f"Corpus {cfg.source!r} has no {split!r} texts; lower heldout_fraction or add texts.")
     gen = torch.Generator().manual_seed(seed)

@@ -61,7 +61,7 @@ def _search_and_explain(alignment: AtlasAlignment, subject, atlas, echo) -> None
     from atlas_align.models.activations import ActivationExtractor, resolve_hookpoint
 
     model, tokenizer, _ = subject
-    extractor = ActivationExtractor(model, tokenizer, resolve_hookpoint(model, path=alignment.config.subject.hookpoint))
+    extractor = ActivationExtractor(model, tokenizer, resolve_hookpoint(model, path=alignment.config.subject.hookpoint), pooling=alignment.config.pooling)
     sample = next(s for s in iter_samples(CorpusConfig(), "heldout") if s.category == "noun.animal")
     estimated = alignment.translate_to_atlas(extractor.pooled([sample.text]))[0]
     truth = torch.cat(list(atlas.pooled_batches([sample.text])))[0]

@@ -3,12 +3,19 @@
 Texts are chunked at *word* boundaries (never tokens) so that the atlas model and the subject
 model see the same characters whatever their tokenizers. The train / held-out split is decided by
 hashing each window's text, so it is deterministic, independent of order and of N.
+
+Sampling is uniform by default: asking for N windows returns the N whose seeded hash is smallest
+(bottom-k sampling: one streaming pass, memory O(N), the same result for the same seed), in hash
+order — so a corpus stored sorted by topic (the built-in WordNet one is sorted by category) gives
+a sample of every topic, and neighbouring samples are unrelated. ``sampling="sequential"`` takes
+the first N windows in file order (the old behaviour).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,6 +27,7 @@ from atlas_align.errors import CorpusError
 
 BUILTIN = "builtin"
 Split = Literal["train", "heldout", "all"]
+Sampling = Literal["uniform", "sequential"]
 
 
 class CorpusConfig(BaseModel):
@@ -33,6 +41,9 @@ class CorpusConfig(BaseModel):
     heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_salt: str = "atlas-align-v1"
     dataset_split: str = "train"
+    sampling: Sampling = Field("uniform", description="'uniform': a seeded uniform sample of the whole corpus (one pass); 'sequential': the first N windows")
+    sample_seed: int = Field(0, description="seed of the uniform sample")
+    scan_limit: int | None = Field(None, gt=0, description="uniform sampling reads at most this many windows (None: the whole corpus; set it for huge streamed datasets)")
 
 
 class Sample(BaseModel):
@@ -44,11 +55,15 @@ class Sample(BaseModel):
     category: str | None = None
 
 
+def _unit_hash(text: str, salt: str) -> float:
+    """A keyed hash of ``text`` mapped to [0, 1)."""
+    digest = hashlib.blake2b(text.encode("utf-8"), key=salt.encode("utf-8")[:64], digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def split_of(text: str, heldout_fraction: float, salt: str = "atlas-align-v1") -> Literal["train", "heldout"]:
     """Deterministic split: a keyed hash of the text, so the same window always lands on the same side."""
-    digest = hashlib.blake2b(text.encode("utf-8"), key=salt.encode("utf-8")[:64], digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2**64
-    return "heldout" if u < heldout_fraction else "train"
+    return "heldout" if _unit_hash(text, salt) < heldout_fraction else "train"
 
 
 def chunk_words(text: str, window_words: int) -> list[str]:
@@ -132,8 +147,25 @@ def _iter_hf_dataset(cfg: CorpusConfig) -> Iterator[dict]:
 
 
 def iter_samples(cfg: CorpusConfig, split: Split = "train", limit: int | None = None) -> Iterator[Sample]:
-    """Stream windows of the corpus (one pass, nothing materialised), filtered to ``split``."""
+    """Windows of the corpus filtered to ``split``: a uniform sample of ``limit`` of them (the default), or all.
+
+    With ``limit`` and ``cfg.sampling == "uniform"`` this reads the corpus once (up to
+    ``cfg.scan_limit`` windows), keeps the ``limit`` windows with the smallest seeded hash and
+    yields them in hash order. Without ``limit`` (or with ``sampling="sequential"``) it streams
+    windows in corpus order, nothing materialised.
+    """
+    if limit is not None and cfg.sampling == "uniform":
+        yield from _uniform_sample(cfg, split, limit)
+        return
     produced = 0
+    for sample in _iter_windows(cfg, split):
+        yield sample
+        produced += 1
+        if limit is not None and produced >= limit:
+            return
+
+
+def _iter_windows(cfg: CorpusConfig, split: Split) -> Iterator[Sample]:
     seen_any = False
     for row in _iter_rows(cfg):
         text = row.get(cfg.text_field)
@@ -145,11 +177,30 @@ def iter_samples(cfg: CorpusConfig, split: Split = "train", limit: int | None = 
             if split != "all" and split_of(window, cfg.heldout_fraction, cfg.split_salt) != split:
                 continue
             yield Sample(text=window, category=category)
-            produced += 1
-            if limit is not None and produced >= limit:
-                return
     if not seen_any:
         raise CorpusError(f"Corpus {cfg.source!r} yielded no text; check --text-field ({cfg.text_field!r}) and the files.")
+
+
+def sample_key(cfg: CorpusConfig) -> str:
+    """The hash key of the uniform sample (independent of the split's key, so the sample is uniform within a split)."""
+    return f"{cfg.split_salt}/sample/{cfg.sample_seed}"
+
+
+def _uniform_sample(cfg: CorpusConfig, split: Split, limit: int) -> Iterator[Sample]:
+    if limit <= 0:
+        return
+    key = sample_key(cfg)
+    heap: list[tuple[float, int, Sample]] = []  # max-heap of the `limit` smallest hashes (negated)
+    for index, sample in enumerate(_iter_windows(cfg, split)):
+        if cfg.scan_limit is not None and index >= cfg.scan_limit:
+            break
+        item = (-_unit_hash(sample.text, key), -index, sample)
+        if len(heap) < limit:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    for _, _, sample in sorted(heap, key=lambda t: (-t[0], -t[1])):
+        yield sample
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

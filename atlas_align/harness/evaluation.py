@@ -45,16 +45,12 @@ class EvalReport:
 # ------------------------------------------------------------------------------------ inputs
 
 
-def heldout_samples(corpus: CorpusConfig, n: int, seed: int, pool_limit: int = 50_000) -> list[Sample]:
-    """A seeded sample of ``n`` held-out windows (kept in corpus order) from the first ``pool_limit``.
+def heldout_samples(corpus: CorpusConfig, n: int, seed: int) -> list[Sample]:
+    """A uniform seeded sample of ``n`` held-out windows of the whole corpus (in hash order, so neighbours are unrelated).
 
     Sampling, not the first n, because corpora are often sorted (the built-in one by category).
     """
-    pool = list(iter_samples(corpus, "heldout", limit=pool_limit))
-    if len(pool) <= n:
-        return pool
-    keep = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
-    return [pool[i] for i in keep]
+    return list(iter_samples(corpus.model_copy(update={"sampling": "uniform", "sample_seed": seed}), "heldout", limit=n))
 
 
 def corpus_of(alignment: AtlasAlignment) -> CorpusConfig:
@@ -62,7 +58,10 @@ def corpus_of(alignment: AtlasAlignment) -> CorpusConfig:
     ref = alignment.config.corpus
     if ref is None:
         return CorpusConfig()
-    return CorpusConfig(source=ref.source, window_words=ref.window_words, heldout_fraction=ref.heldout_fraction, split_salt=ref.split_salt)
+    return CorpusConfig(
+        source=ref.source, window_words=ref.window_words, heldout_fraction=ref.heldout_fraction, split_salt=ref.split_salt,
+        sampling=ref.sampling, sample_seed=ref.sample_seed,
+    )
 
 
 def load_atlas_for(alignment: AtlasAlignment, spec: str | None, *, batch_size: int, max_length: int):
@@ -70,7 +69,7 @@ def load_atlas_for(alignment: AtlasAlignment, spec: str | None, *, batch_size: i
     from atlas_align.atlas.spaces import load_atlas_space
 
     target = AtlasSpec.parse(spec) if spec else AtlasSpec.from_ref(alignment.config.atlas)
-    return load_atlas_space(target, batch_size=batch_size, max_length=max_length)
+    return load_atlas_space(target, batch_size=batch_size, max_length=max_length, pooling=alignment.config.pooling)
 
 
 def build_context(alignment: AtlasAlignment, *, samples: int = 1000, seed: int = 0, subject_bundle=None, subject_space=None, atlas_space=None, atlas: str | None = None, heldout: Sequence[Sample] | None = None, batch_size: int = 16, max_length: int = 128, artifact_revision: str | None = None) -> BenchmarkContext:
@@ -88,7 +87,7 @@ def build_context(alignment: AtlasAlignment, *, samples: int = 1000, seed: int =
         model, tokenizer, _ = subject_bundle or load_subject(cfg.subject.model_id)
     if subject_space is None:
         hook = resolve_hookpoint(model, layer=cfg.subject.layer, site=cfg.subject.site, path=cfg.subject.hookpoint)
-        subject_space = ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length)
+        subject_space = ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length, pooling=cfg.pooling)
     space = atlas_space or load_atlas_for(alignment, atlas, batch_size=batch_size, max_length=max_length)
     if space.width != cfg.d_c:
         raise ConfigError(f"The atlas has {space.width} features but the alignment's T has d_c={cfg.d_c}: wrong atlas for this artifact.")

@@ -1,8 +1,10 @@
 """Max-pooled activations of any ``transformers`` model at one hookpoint.
 
 The forward pass stops at the hooked module (a hook raises once it has the output), so layers
-after it never run. Pooling takes the max over real tokens only: padding and special tokens
-(BOS/CLS/SEP) are masked out, since attention-sink tokens would otherwise dominate every max.
+after it never run. Pooling takes the max over kept tokens only (:class:`PoolingConfig`): padding
+and special tokens (BOS/CLS/SEP, also typed ones) are masked out, and for causal LMs the first
+token — the attention sink, whose norm is ~100× the others' — is dropped too, since it would
+otherwise dominate every max.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from atlas_align.errors import HookpointError, ShapeMismatchError
+from atlas_align.models.hooks import forward_to, output_tensor
+from atlas_align.refs import PoolingConfig
 
 Site = Literal["resid", "mlp"]
 # Sub-module that holds the MLP output inside one block, per family (first match wins).
@@ -91,17 +95,44 @@ def hidden_size(model: nn.Module) -> int:
     raise ShapeMismatchError(f"Cannot tell the hidden size of {type(model).__name__} from its config.")
 
 
-def output_tensor(output: object) -> torch.Tensor:
-    """Blocks return a Tensor (transformers 5) or a tuple whose first item is the hidden state."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise HookpointError(f"The hooked module returned {type(output).__name__}, not a tensor; hook another module.")
+def is_causal_lm(model: nn.Module) -> bool:
+    """A decoder-only LM (its first token becomes the attention sink)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    names = [type(model).__name__, *(getattr(config, "architectures", None) or [])]
+    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in names) or bool(getattr(config, "is_decoder", False))
 
 
-class _StopForward(Exception):
-    """Raised inside the hook to end the forward pass at the hooked layer."""
+def pooling_mask(
+    attention_mask: torch.Tensor,
+    special_mask: torch.Tensor,
+    pooling: PoolingConfig,
+    *,
+    causal: bool,
+    input_ids: torch.Tensor | None = None,
+    special_ids: list[int] | tuple[int, ...] = (),
+    norms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Which positions a text's max-pool reads: real tokens, minus specials, the sink, and norm outliers.
+
+    A rule never removes a text's last kept token (a one-word text still pools to its word).
+    """
+    keep = attention_mask.to(torch.bool) & ~special_mask.to(torch.bool)
+    if pooling.mask_typed_special and input_ids is not None and len(special_ids):
+        keep &= ~torch.isin(input_ids, torch.tensor(list(special_ids), device=input_ids.device))
+    drop = torch.zeros_like(keep)
+    if pooling.exclude_first == "always" or (pooling.exclude_first == "auto" and causal):
+        first = attention_mask.to(torch.bool).to(torch.int8).argmax(dim=1)  # first non-pad position (left or right padding)
+        drop[torch.arange(len(first)), first] = True
+    if pooling.outlier_ratio is not None and norms is not None:
+        masked = norms.masked_fill(~keep, float("nan"))
+        median = masked.nanmedian(dim=1, keepdim=True).values
+        drop |= norms > pooling.outlier_ratio * median
+    reduced = keep & ~drop
+    lost = ~reduced.any(dim=1) & keep.any(dim=1)
+    reduced[lost] = keep[lost]
+    return reduced
 
 
 def masked_max_pool(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -132,6 +163,7 @@ class ActivationExtractor:
         max_length: int = 128,
         token_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         bucket_batches: int = 8,
+        pooling: PoolingConfig | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -140,6 +172,9 @@ class ActivationExtractor:
         self.max_length = max_length
         self.token_transform = token_transform
         self.bucket_batches = bucket_batches
+        self.pooling = pooling or PoolingConfig()
+        self.causal = is_causal_lm(model)
+        self.special_ids = tuple(getattr(tokenizer, "all_special_ids", ()) or ())
         if tokenizer.pad_token is None:  # GPT-2 style tokenizers ship without one
             tokenizer.pad_token = tokenizer.eos_token
         self.module = base_model(model).get_submodule(hookpoint.path)
@@ -157,24 +192,13 @@ class ActivationExtractor:
             return_tensors="pt",
         )
         special = enc.pop("special_tokens_mask").to(torch.bool)
-        mask = enc["attention_mask"].to(torch.bool) & ~special
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        captured: list[torch.Tensor] = []
-
-        def hook(_module, _args, output):
-            captured.append(output_tensor(output))
-            raise _StopForward
-
-        handle = self.module.register_forward_hook(hook)
-        try:
-            self.model(**inputs, use_cache=False) if _accepts_use_cache(self.model) else self.model(**inputs)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise HookpointError(f"Hookpoint {self.hookpoint.path!r} was never reached during the forward pass.")
-        acts = captured[0]
+        acts = forward_to(self.model, self.module, inputs, self.hookpoint.path)
+        norms = acts.float().norm(dim=-1).cpu() if self.pooling.outlier_ratio is not None else None
+        mask = pooling_mask(
+            enc["attention_mask"], special, self.pooling, causal=self.causal,
+            input_ids=enc["input_ids"], special_ids=self.special_ids, norms=norms,
+        )  # fmt: skip
         if self.token_transform is not None:
             acts = self.token_transform(acts.to(torch.float32))
         return masked_max_pool(acts.float(), mask.to(acts.device)).cpu()
@@ -212,5 +236,4 @@ class ActivationExtractor:
         return torch.cat(parts) if parts else torch.empty(0, 0)
 
 
-def _accepts_use_cache(model: nn.Module) -> bool:
-    return bool(getattr(getattr(model, "config", None), "use_cache", False))
+__all__ = ["ActivationExtractor", "Hookpoint", "PoolingConfig", "base_model", "block_list", "hidden_size", "is_causal_lm", "masked_max_pool", "output_tensor", "pooling_mask", "resolve_hookpoint"]
