@@ -101,17 +101,21 @@ class RegistryServer:
 
 
 def start_registry_server(root: Path, lfs_threshold: int | None = FIXTURE_LFS_THRESHOLD) -> RegistryServer:
-    """Start ``python -m atlas_align.registry.server.app`` on a free port and wait until it answers."""
+    """Start the registry server (``atlas_align.registry.server.serve``) in its own process on a free
+    port and wait until it answers."""
     root.mkdir(parents=True, exist_ok=True)
     from atlas_align.registry.server.store import create_token
 
     token = create_token(root, SERVER_USER, write=True)
     port = free_port()
     log_path = root.parent / f"{root.name}-server.log"
-    cmd = [sys.executable, "-m", "atlas_align.registry.server.app", "--root", str(root), "--port", str(port),
-           "--log-level", "warning"]
-    if lfs_threshold is not None:
-        cmd += ["--lfs-threshold", str(lfs_threshold)]
+    # The server has one entry point, ``serve`` (what ``atlas-align registry serve`` calls).
+    code = (
+        "import sys; from atlas_align.registry.server import serve; "
+        "serve(sys.argv[1], port=int(sys.argv[2]), lfs_threshold=None if sys.argv[3] == 'none' else int(sys.argv[3]), "
+        "log_level='warning')"
+    )
+    cmd = [sys.executable, "-c", code, str(root), str(port), "none" if lfs_threshold is None else str(lfs_threshold)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     with open(log_path, "wb") as log_file:

@@ -9,13 +9,20 @@ previous revision exactly as it was.
 
 Layout under ``root``::
 
-    registry.sqlite3    repos / commits / refs / tokens / meta
+    registry.sqlite3    repos / commits / refs / repo_objects / tokens / meta (mode 0600: it holds
+                        the URL-signing key and token hashes)
     blobs/ab/cdef...    file contents by sha256 (regular and LFS alike)
-    tmp/                blobs being written (same filesystem, so os.replace is atomic)
+    tmp/                blobs being written (same filesystem, so os.replace is atomic); swept at start
+    quarantine/         blobs whose bytes no longer match their name (found on read)
+
+Objects are stored once on disk but *belong* to repos: ``repo_objects`` records which repo proved
+it holds which content (by uploading the bytes, or by having it in its history). A commit may only
+name objects of its own repo, so knowing a sha256 never grants access to another repo's file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,8 +30,11 @@ import re
 import secrets
 import sqlite3
 import tempfile
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +43,6 @@ from pathlib import Path
 from atlas_align.errors import (
     ArtifactNotFound,
     AtlasAlignError,
-    AuthError,
     ConfigError,
     IntegrityError,
 )
@@ -52,7 +61,12 @@ __all__ = [
     "RevisionNotFound",
     "TokenInfo",
     "TreeEntry",
+    "check_path",
     "create_token",
+    "CorruptBlob",
+    "HeadRow",
+    "ObjectNotInRepo",
+    "StorageFull",
     "git_blob_oid",
     "lfs_pointer",
 ]
@@ -65,6 +79,14 @@ RESERVED_NAMESPACES = frozenset({"api", "datasets", "spaces", "models", "kernels
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?$")
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Paths the client can download again: git and most filesystems refuse longer segments, and
+# snapshot_download recreates the folders locally.
+MAX_PATH_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_DEPTH = 64
+# SQLite integers are 64-bit; sizes beyond this are nonsense anyway.
+MAX_OBJECT_SIZE = 2**50
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Written by the initial commit, like the Hub does, so file listings look the same as there.
 _INITIAL_GITATTRIBUTES = (
     b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
@@ -98,6 +120,7 @@ CREATE TABLE IF NOT EXISTS commits (
     tree     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commits_repo ON commits (repo_id);
+CREATE INDEX IF NOT EXISTS repos_nocase ON repos (type, namespace COLLATE NOCASE, name COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS refs (
     repo_id  INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
     kind     TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
@@ -106,11 +129,18 @@ CREATE TABLE IF NOT EXISTS refs (
     message  TEXT,
     PRIMARY KEY (repo_id, kind, name)
 );
+CREATE TABLE IF NOT EXISTS repo_objects (
+    repo_id  INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, sha256)
+);
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash  TEXT PRIMARY KEY,
     user        TEXT NOT NULL,
     write       INTEGER NOT NULL,
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    expires_at  REAL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
@@ -138,6 +168,18 @@ class AlreadyExists(AtlasAlignError, FileExistsError):
 
 class ParentMismatch(ConfigError):
     """The commit was prepared against a parent that is no longer the branch head."""
+
+
+class ObjectNotInRepo(IntegrityError):
+    """A commit names content this repo never received (knowing a hash is not owning the file)."""
+
+
+class CorruptBlob(IntegrityError):
+    """A stored blob no longer hashes to its name; it was quarantined and is never served."""
+
+
+class StorageFull(AtlasAlignError, OSError):
+    """The disk is full: writes are refused until space is freed, reads keep working."""
 
 
 # ----------------------------------------------------------------------------- values
@@ -206,6 +248,7 @@ class Commit:
 class TokenInfo:
     user: str
     write: bool
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -246,9 +289,9 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 def check_name(value: str, what: str) -> str:
     """Repo names and namespaces follow the Hub's rules closely enough for ids to round-trip."""
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value or "--" in value:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value or "--" in value:
         raise ConfigError(
-            f"Invalid {what} {value!r}: use letters, digits, '-', '_' or '.', at most 96 characters, "
+            f"Invalid {what} {str(value)[:120]!r}: use letters, digits, '-', '_' or '.', at most 96 characters, "
             "not starting or ending with '-' or '.'."
         )
     if value.endswith(".git"):
@@ -257,12 +300,31 @@ def check_name(value: str, what: str) -> str:
 
 
 def check_path(path: str) -> str:
-    """Reject paths that could escape the repo or confuse git (``..``, absolute, ``.git/``)."""
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
-        raise ConfigError(f"Invalid path in repo: {path!r}. Use a relative POSIX path like 'dir/file.txt'.")
+    """Reject paths that could escape the repo, confuse git, or never download again
+    (``..``, absolute, ``.git/``, control characters, over-long segments, absurd depth)."""
+    if not isinstance(path, str):
+        raise ConfigError(f"Invalid path in repo: expected a string, got {type(path).__name__}.")
+    if not path or path.startswith("/") or "\\" in path or _CONTROL_RE.search(path):
+        raise ConfigError(
+            f"Invalid path in repo: {path[:200]!r}. Use a relative POSIX path like 'dir/file.txt' "
+            "without control characters."
+        )
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"Invalid path in repo: {path[:200]!r} is not valid Unicode text.") from exc
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts) or parts[0] == ".git":
-        raise ConfigError(f"Invalid path in repo: {path!r}. Empty, '.', '..' and '.git' segments are not allowed.")
+        raise ConfigError(
+            f"Invalid path in repo: {path[:200]!r}. Empty, '.', '..' and '.git' segments are not allowed."
+        )
+    if len(encoded) > MAX_PATH_BYTES or len(parts) > MAX_PATH_DEPTH:
+        raise ConfigError(
+            f"Path too long: at most {MAX_PATH_BYTES} bytes and {MAX_PATH_DEPTH} folders deep "
+            "(clients could not download it again)."
+        )
+    if any(len(part.encode("utf-8")) > MAX_SEGMENT_BYTES for part in parts):
+        raise ConfigError(f"Path {path[:200]!r} has a name longer than {MAX_SEGMENT_BYTES} bytes.")
     return path
 
 
@@ -286,31 +348,49 @@ def _new_commit_sha(parent: str | None, tree_json: str, message: str, date: str)
 
 
 # ----------------------------------------------------------------------------- blob writer
+def _storage_error(exc: OSError) -> Exception:
+    """ENOSPC/EDQUOT become :class:`StorageFull` (a clean 507), other OS errors pass through."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull("The registry's disk is full: free space (e.g. `atlas-align registry gc`) and retry.")
+    return exc
+
+
 class BlobWriter:
     """Streams bytes into ``tmp/`` while hashing; ``finish`` moves them under their sha256.
 
-    Used for LFS uploads that arrive in chunks. ``abort`` (or a failed ``finish``) removes the
-    temporary file so a broken upload leaves nothing behind.
+    ``abort`` (or any failed ``write``/``finish``) closes and removes the temporary file, so a
+    broken upload — client gone, digest wrong, disk full — leaves nothing behind.
     """
 
-    def __init__(self, store: RegistryStore) -> None:
+    def __init__(self, store: RegistryStore, max_size: int | None = None) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        self.max_size = max_size
+        try:
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        except OSError as exc:
+            raise _storage_error(exc) from exc
         self._file = os.fdopen(fd, "wb")
         self._tmp_path = Path(name)
         self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
         self.size += len(chunk)
+        if self.max_size is not None and self.size > self.max_size:
+            self.abort()
+            raise IntegrityError(f"Upload is larger than the {self.max_size} bytes announced; refused.")
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abort()
+            raise _storage_error(exc) from exc
+        self._hash.update(chunk)
 
     def finish(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         """Check the content against what the client announced, then publish it; returns sha256."""
-        self._file.close()
         digest = self._hash.hexdigest()
         try:
+            self._file.close()
             if expected_size is not None and self.size != expected_size:
                 raise IntegrityError(f"Upload has {self.size} bytes but {expected_size} were announced; retry it.")
             if expected_sha256 is not None and digest != expected_sha256:
@@ -319,8 +399,11 @@ class BlobWriter:
                     "while uploading or was corrupted in transit. Retry the upload."
                 )
             target = self._store.blob_path(digest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp_path, target)
+            if not self._store.has_blob(digest, self.size):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._tmp_path, target)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
         finally:
             self._tmp_path.unlink(missing_ok=True)
         return digest
@@ -328,6 +411,42 @@ class BlobWriter:
     def abort(self) -> None:
         self._file.close()
         self._tmp_path.unlink(missing_ok=True)
+
+
+class LRUCache:
+    """A small thread-safe LRU for immutable values (commits by sha, verified blobs)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):  # noqa: ANN001, ANN201 - generic helper
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, value) -> None:  # noqa: ANN001
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+@dataclass(frozen=True)
+class HeadRow:
+    """A repo with its default-branch head, as listings need it (no tree loaded)."""
+
+    repo: Repo
+    sha: str
+    date: str
 
 
 # ----------------------------------------------------------------------------- store
@@ -338,12 +457,50 @@ class RegistryStore:
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
+        self.quarantine_dir = self.root / "quarantine"
         self.db_path = self.root / DB_FILENAME
         for folder in (self.root, self.blobs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        if not self.db_path.exists():  # created private: it holds the URL-signing key
+            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(self.db_path, 0o600)
+        self._commits = LRUCache(256)
+        self._verified = LRUCache(65536)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
             conn.executescript(_SCHEMA)
+            self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring registries written by older versions up to the current schema."""
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(tokens)")}
+        if "expires_at" not in columns:
+            conn.execute("ALTER TABLE tokens ADD COLUMN expires_at REAL")
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'repo_objects'").fetchone() is None:
+            # Objects a repo already has in its history stay usable by that repo (and only by it).
+            conn.execute("BEGIN IMMEDIATE")
+            for row in conn.execute("SELECT repo_id, tree FROM commits").fetchall():
+                for entry in json.loads(row["tree"]).values():
+                    conn.execute(
+                        "INSERT OR IGNORE INTO repo_objects (repo_id, sha256, size) VALUES (?, ?, ?)",
+                        (row["repo_id"], entry["sha256"], int(entry["size"])),
+                    )
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('repo_objects', '1')")
+            conn.execute("COMMIT")
+
+    def sweep_tmp(self, older_than_s: float = 60.0) -> int:
+        """Remove temporary files left by uploads that died with an earlier process; returns how many."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for path in self.tmp_dir.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     # -- connections -------------------------------------------------------------------------
     @contextmanager
@@ -361,18 +518,29 @@ class RegistryStore:
         """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front, so two commits
         to the same branch are serialised instead of both reading the same head."""
         with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "disk" in str(exc) or "full" in str(exc):
+                    raise StorageFull("The registry's disk is full: writes are refused until space is freed.") from exc
+                raise
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                if "full" in str(exc):
+                    raise StorageFull("The registry's disk is full: writes are refused until space is freed.") from exc
+                raise
 
     # -- blobs -------------------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
-        if not _SHA256_RE.match(sha256):
-            raise ConfigError(f"Invalid sha256 {sha256!r}: expected 64 lowercase hex digits.")
+        if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
+            raise ConfigError(f"Invalid sha256 {str(sha256)[:80]!r}: expected 64 lowercase hex digits.")
         return self.blobs_dir / sha256[:2] / sha256[2:]
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
@@ -382,26 +550,84 @@ class RegistryStore:
             return False
         return size is None or stat.st_size == size
 
-    def blob_size(self, sha256: str) -> int | None:
-        try:
-            return self.blob_path(sha256).stat().st_size
-        except (FileNotFoundError, ConfigError):
-            return None
-
-    def put_bytes(self, data: bytes) -> TreeEntry:
-        """Store a regular file's content; returns its tree entry. Idempotent."""
+    def put_bytes(self, data: bytes, repo: Repo | None = None) -> TreeEntry:
+        """Store a regular file's content (and record it as ``repo``'s); returns its tree entry."""
         entry = TreeEntry.for_content(data)
         if not self.has_blob(entry.sha256, entry.size):
             writer = BlobWriter(self)
             writer.write(data)
             writer.finish(entry.sha256, entry.size)
+        if repo is not None:
+            self.record_object(repo, entry.sha256, entry.size)
         return entry
 
-    def open_writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def put_chunks(self, chunks: Iterable[bytes], size: int, repo: Repo) -> TreeEntry:
+        """Store a regular file that arrives in pieces of known total ``size`` (inline base64
+        content decoded chunk by chunk), recording it as ``repo``'s; memory stays one chunk."""
+        git_hash = hashlib.sha1(b"blob %d\0" % size)
+        writer = BlobWriter(self, max_size=size)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                git_hash.update(chunk)
+            sha256 = writer.finish(expected_size=size)
+        except BaseException:
+            writer.abort()
+            raise
+        self.record_object(repo, sha256, size)
+        return TreeEntry(sha256=sha256, size=size, is_lfs=False, oid=git_hash.hexdigest())
 
-    def read_blob(self, sha256: str) -> bytes:
-        return self.blob_path(sha256).read_bytes()
+    def open_writer(self, max_size: int | None = None) -> BlobWriter:
+        return BlobWriter(self, max_size)
+
+    def verified_blob_path(self, sha256: str) -> Path:
+        """The blob's path after checking (once per process and file version) that its bytes still
+        hash to its name; a corrupt blob is moved to ``quarantine/`` and :class:`CorruptBlob` raised."""
+        path = self.blob_path(sha256)
+        try:
+            stat = path.stat()
+        except FileNotFoundError as exc:
+            raise CorruptBlob(f"Stored content {sha256} is missing from the blob store; re-upload the file.") from exc
+        key = (sha256, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if self._verified.get(key) is None:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != sha256:
+                self.quarantine_dir.mkdir(exist_ok=True)
+                os.replace(path, self.quarantine_dir / f"{sha256}.{int(time.time())}")
+                raise CorruptBlob(
+                    f"Stored content {sha256} is corrupt (its bytes changed on disk) and was quarantined; "
+                    "re-upload the file."
+                )
+            self._verified.put(key, True)
+        return path
+
+    def read_blob(self, sha256: str, limit: int | None = None) -> bytes:
+        """A blob's bytes (at most ``limit`` of them), verified against its name."""
+        path = self.verified_blob_path(sha256)
+        with open(path, "rb") as handle:
+            return handle.read() if limit is None else handle.read(limit)
+
+    # -- objects per repo --------------------------------------------------------------------
+    def record_object(self, repo: Repo, sha256: str, size: int) -> None:
+        """``repo`` proved it holds this content (it sent the bytes); its commits may now name it."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO repo_objects (repo_id, sha256, size) VALUES (?, ?, ?)",
+                (repo.id, sha256, size),
+            )
+
+    def repo_object_size(self, repo: Repo, sha256: str) -> int | None:
+        """Size of an object of ``repo`` (uploaded to it or in its history); ``None`` if it has none."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT size FROM repo_objects WHERE repo_id = ? AND sha256 = ?", (repo.id, sha256)
+            ).fetchone()
+        if row is None or not self.has_blob(sha256, row["size"]):
+            return None
+        return int(row["size"])
 
     # -- meta --------------------------------------------------------------------------------
     def signing_key(self) -> bytes:
@@ -415,24 +641,47 @@ class RegistryStore:
             return key
 
     # -- tokens ------------------------------------------------------------------------------
-    def create_token(self, user: str, write: bool = True) -> str:
+    def create_token(self, user: str, write: bool = True, expires_in_s: float | None = None) -> str:
         check_name(user, "user name")
         token = "hf_" + secrets.token_urlsafe(30)
+        expires_at = None if expires_in_s is None else time.time() + expires_in_s
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO tokens (token_hash, user, write, created_at) VALUES (?, ?, ?, ?)",
-                (_hash_token(token), user, int(write), utc_now()),
+                "INSERT INTO tokens (token_hash, user, write, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (_hash_token(token), user, int(write), utc_now(), expires_at),
             )
         return token
 
     def lookup_token(self, token: str) -> TokenInfo | None:
+        """The token's owner and rights; ``None`` for unknown or expired tokens."""
         with self._connect() as conn:
-            row = conn.execute("SELECT user, write FROM tokens WHERE token_hash = ?", (_hash_token(token),)).fetchone()
-        return None if row is None else TokenInfo(user=row["user"], write=bool(row["write"]))
+            row = conn.execute(
+                "SELECT user, write, expires_at FROM tokens WHERE token_hash = ?", (_hash_token(token),)
+            ).fetchone()
+        if row is None or (row["expires_at"] is not None and row["expires_at"] < time.time()):
+            return None
+        return TokenInfo(user=row["user"], write=bool(row["write"]), expires_at=row["expires_at"])
 
-    def revoke_token(self, token: str) -> bool:
+    def list_tokens(self) -> list[dict]:
+        """Every token without its secret: ``id`` (first 12 hex of its hash), user, rights, dates."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+        return [
+            {"id": row["token_hash"][:12], "user": row["user"], "write": bool(row["write"]),
+             "created_at": row["created_at"], "expires_at": row["expires_at"]}
+            for row in rows
+        ]
+
+    def revoke_token(self, token_or_id: str) -> bool:
+        """Revoke by the token itself or by the ``id`` that :meth:`list_tokens` shows."""
         with self._write() as conn:
-            return conn.execute("DELETE FROM tokens WHERE token_hash = ?", (_hash_token(token),)).rowcount > 0
+            if conn.execute("DELETE FROM tokens WHERE token_hash = ?", (_hash_token(token_or_id),)).rowcount:
+                return True
+            if re.fullmatch(r"[0-9a-f]{12}", token_or_id):
+                return conn.execute(
+                    "DELETE FROM tokens WHERE substr(token_hash, 1, 12) = ?", (token_or_id,)
+                ).rowcount > 0
+        return False
 
     # -- repos -------------------------------------------------------------------------------
     @staticmethod
@@ -457,10 +706,13 @@ class RegistryStore:
         entry = self.put_bytes(_INITIAL_GITATTRIBUTES)
         now = utc_now()
         with self._write() as conn:
-            if conn.execute(
-                "SELECT 1 FROM repos WHERE type = ? AND namespace = ? AND name = ?", (repo_type, namespace, name)
-            ).fetchone():
-                raise AlreadyExists(f"{repo_type} {namespace}/{name} already exists.")
+            existing = conn.execute(
+                "SELECT namespace, name FROM repos WHERE type = ? AND namespace = ? COLLATE NOCASE "
+                "AND name = ? COLLATE NOCASE",
+                (repo_type, namespace, name),
+            ).fetchone()
+            if existing:  # ids are case-insensitive, as on the Hub
+                raise AlreadyExists(f"{repo_type} {existing['namespace']}/{existing['name']} already exists.")
             cursor = conn.execute(
                 "INSERT INTO repos (type, namespace, name, private, created_at) VALUES (?, ?, ?, ?, ?)",
                 (repo_type, namespace, name, int(private), now),
@@ -476,15 +728,19 @@ class RegistryStore:
             conn.execute(
                 "INSERT INTO refs (repo_id, kind, name, sha) VALUES (?, 'branch', ?, ?)", (repo_pk, DEFAULT_BRANCH, sha)
             )
+            conn.execute(
+                "INSERT INTO repo_objects (repo_id, sha256, size) VALUES (?, ?, ?)", (repo_pk, entry.sha256, entry.size)
+            )
         return Repo(id=repo_pk, type=repo_type, namespace=namespace, name=name, private=private, created_at=now)
 
     def get_repo(self, repo_type: str, namespace: str, name: str) -> Repo:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT * FROM repos WHERE type = ? AND namespace = ? AND name = ?", (repo_type, namespace, name)
+                "SELECT * FROM repos WHERE type = ? AND namespace = ? COLLATE NOCASE AND name = ? COLLATE NOCASE",
+                (repo_type, namespace, name),
             ).fetchone()
         if row is None:
-            raise RepoNotFound(f"{repo_type} {namespace}/{name} does not exist.")
+            raise RepoNotFound(f"{repo_type} {namespace[:100]}/{name[:100]} does not exist.")
         return self._repo_from_row(row)
 
     def list_repos(self, repo_type: str) -> list[Repo]:
@@ -492,12 +748,32 @@ class RegistryStore:
             rows = conn.execute("SELECT * FROM repos WHERE type = ? ORDER BY namespace, name", (repo_type,)).fetchall()
         return [self._repo_from_row(row) for row in rows]
 
+    _HEAD_ORDER = {
+        "lastModified": "c.date DESC, r.namespace, r.name",
+        "createdAt": "r.created_at DESC, r.namespace, r.name",
+        "id": "r.namespace, r.name",
+    }
+
+    def list_heads(self, repo_type: str, sort: str = "lastModified") -> list[HeadRow]:
+        """Every repo of a type with its ``main`` head sha and date, sorted in SQL (no trees loaded)."""
+        order = self._HEAD_ORDER[sort]
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT r.*, c.sha AS head_sha, c.date AS head_date FROM repos r "
+                "JOIN refs f ON f.repo_id = r.id AND f.kind = 'branch' AND f.name = ? "
+                "JOIN commits c ON c.sha = f.sha WHERE r.type = ? ORDER BY " + order,
+                (DEFAULT_BRANCH, repo_type),
+            ).fetchall()
+        return [HeadRow(self._repo_from_row(row), row["head_sha"], row["head_date"]) for row in rows]
+
     def delete_repo(self, repo: Repo) -> None:
         """Drop the repo's metadata. Blobs stay: they may be shared with other repos."""
         with self._write() as conn:
+            conn.execute("DELETE FROM repo_objects WHERE repo_id = ?", (repo.id,))
             conn.execute("DELETE FROM refs WHERE repo_id = ?", (repo.id,))
             conn.execute("DELETE FROM commits WHERE repo_id = ?", (repo.id,))
             conn.execute("DELETE FROM repos WHERE id = ?", (repo.id,))
+        self._commits.clear()
 
     def set_private(self, repo: Repo, private: bool) -> None:
         with self._write() as conn:
@@ -524,6 +800,8 @@ class RegistryStore:
 
     def resolve(self, repo: Repo, revision: str) -> str:
         """Branch, tag, ``refs/heads/x``, ``refs/tags/x`` or a full commit sha of this repo → sha."""
+        if not isinstance(revision, str) or not revision or len(revision) > 256:
+            raise RevisionNotFound(f"Revision {str(revision)[:80]!r} not found in {repo.repo_id}.")
         with self._connect() as conn:
             sha = self._resolve(conn, repo, revision)
         if sha is None:
@@ -542,10 +820,10 @@ class RegistryStore:
         return sha
 
     def _revision_hint(self, repo: Repo, revision: str) -> str:
-        branches = ", ".join(self.refs(repo, "branch")) or "none"
-        tags = ", ".join(self.refs(repo, "tag")) or "none"
+        branches = ", ".join(list(self.refs(repo, "branch"))[:20]) or "none"
+        tags = ", ".join(list(self.refs(repo, "tag"))[:20]) or "none"
         return (
-            f"Revision {revision!r} not found in {repo.type} {repo.repo_id}. "
+            f"Revision {revision[:200]!r} not found in {repo.type} {repo.repo_id}. "
             f"Branches: {branches}; tags: {tags}; or pass a full 40-character commit sha."
         )
 
@@ -578,11 +856,11 @@ class RegistryStore:
                 "DELETE FROM refs WHERE repo_id = ? AND kind = ? AND name = ?", (repo.id, kind, name)
             ).rowcount
         if not deleted:
-            raise RevisionNotFound(f"{kind.capitalize()} {name!r} not found in {repo.repo_id}.")
+            raise RevisionNotFound(f"{kind.capitalize()} {name[:200]!r} not found in {repo.repo_id}.")
 
     # -- commits -----------------------------------------------------------------------------
     @staticmethod
-    def _commit_from_row(row: sqlite3.Row) -> Commit:
+    def _commit_from_row(row: sqlite3.Row, tree: dict[str, TreeEntry] | None = None) -> Commit:
         return Commit(
             sha=row["sha"],
             repo_id=row["repo_id"],
@@ -591,29 +869,54 @@ class RegistryStore:
             message=row["message"],
             author=row["author"],
             date=row["date"],
-            tree=_tree_from_json(row["tree"]),
+            tree=_tree_from_json(row["tree"]) if tree is None else tree,
         )
 
     def get_commit(self, sha: str) -> Commit:
+        """A commit with its tree; cached, since a commit never changes."""
+        cached = self._commits.get(sha)
+        if cached is not None:
+            return cached
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM commits WHERE sha = ?", (sha,)).fetchone()
         if row is None:
             raise RevisionNotFound(f"Commit {sha} does not exist.")
-        return self._commit_from_row(row)
+        commit = self._commit_from_row(row)
+        self._commits.put(sha, commit)
+        return commit
 
     def history(self, sha: str, limit: int | None = None) -> list[Commit]:
-        """Commits from ``sha`` back to the first one, newest first."""
+        """Commits (with trees) from ``sha`` back to the first one, newest first."""
+        out: list[Commit] = []
+        current: str | None = sha
+        while current is not None and (limit is None or len(out) < limit):
+            try:
+                commit = self.get_commit(current)
+            except RevisionNotFound:
+                break
+            out.append(commit)
+            current = commit.parent
+        return out
+
+    def history_meta(self, sha: str, limit: int) -> list[Commit]:
+        """Up to ``limit`` commits from ``sha`` back, newest first, *without* their trees (cheap)."""
         out: list[Commit] = []
         with self._connect() as conn:
             current: str | None = sha
-            while current is not None and (limit is None or len(out) < limit):
-                row = conn.execute("SELECT * FROM commits WHERE sha = ?", (current,)).fetchone()
+            while current is not None and len(out) < limit:
+                row = conn.execute(
+                    "SELECT sha, repo_id, parent, title, message, author, date FROM commits WHERE sha = ?", (current,)
+                ).fetchone()
                 if row is None:
                     break
-                commit = self._commit_from_row(row)
-                out.append(commit)
-                current = commit.parent
+                out.append(self._commit_from_row(row, tree={}))
+                current = row["parent"]
         return out
+
+    def commit_in_repo(self, repo: Repo, sha: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute("SELECT 1 FROM commits WHERE sha = ? AND repo_id = ?", (sha, repo.id)).fetchone() \
+                is not None
 
     def commit(
         self,
@@ -628,8 +931,8 @@ class RegistryStore:
     ) -> Commit:
         """Apply ``operations`` on top of ``branch`` and move the branch, atomically.
 
-        Every added blob must already be in the blob store with the declared size; otherwise
-        nothing is written and :class:`IntegrityError` says which file is missing.
+        Every added object must belong to ``repo`` (uploaded to it, or in its history) with the
+        declared size; otherwise nothing is written and :class:`ObjectNotInRepo` says which file.
         """
         if not title.strip():
             raise ConfigError("A commit needs a non-empty summary (commit_message).")
@@ -644,19 +947,24 @@ class RegistryStore:
                 )
             if parent_commit is not None and parent_commit != head:
                 raise ParentMismatch(
-                    f"parentCommit {parent_commit} is not the head of {branch!r} ({head}): someone pushed in "
-                    "between. Fetch the new head and retry."
+                    f"parentCommit {str(parent_commit)[:64]} is not the head of {branch!r} ({head}): someone "
+                    "pushed in between. Fetch the new head and retry."
                 )
-            row = conn.execute("SELECT tree FROM commits WHERE sha = ?", (head,)).fetchone()
-            tree = _tree_from_json(row["tree"])
             for op in operations:
-                _apply(tree, op, repo)
-            for path, entry in tree.items():
-                if not self.has_blob(entry.sha256, entry.size):
-                    raise IntegrityError(
-                        f"File {path!r} refers to content sha256={entry.sha256} ({entry.size} bytes) that was "
-                        "never uploaded to this registry. Upload it first (LFS batch + PUT), then commit again."
-                    )
+                if isinstance(op, AddFile):
+                    row = conn.execute(
+                        "SELECT size FROM repo_objects WHERE repo_id = ? AND sha256 = ?", (repo.id, op.entry.sha256)
+                    ).fetchone()
+                    if row is None or row["size"] != op.entry.size or not self.has_blob(op.entry.sha256, op.entry.size):
+                        raise ObjectNotInRepo(
+                            f"File {op.path!r} refers to content sha256={op.entry.sha256} ({op.entry.size} bytes) "
+                            f"that was never uploaded to {repo.repo_id}. Upload it first (LFS batch + PUT), then "
+                            "commit again."
+                        )
+            editor = _TreeEditor(dict(self.get_commit(head).tree), repo)
+            for op in operations:
+                editor.apply(op)
+            tree = editor.tree
             date = utc_now()
             tree_json = _tree_to_json(tree)
             full_message = f"{title}\n\n{message}" if message else title
@@ -674,34 +982,65 @@ class RegistryStore:
         )
 
 
-def _apply(tree: dict[str, TreeEntry], op: CommitOperation, repo: Repo) -> None:
-    """Apply one operation to a tree in place, refusing paths that clash with folders."""
-    if isinstance(op, AddFile):
-        if any(existing.startswith(op.path + "/") for existing in tree):
-            raise ConfigError(f"Cannot add file {op.path!r}: a folder with that name exists in {repo.repo_id}.")
-        parts = op.path.split("/")
+class _TreeEditor:
+    """Applies commit operations to a tree, refusing paths that clash with folders.
+
+    Folder membership is kept in a counter, so a commit of N files into a tree of M costs
+    O((N + M) * depth), not O(N * M).
+    """
+
+    def __init__(self, tree: dict[str, TreeEntry], repo: Repo) -> None:
+        self.tree = tree
+        self.repo = repo
+        self.folders: dict[str, int] = {}
+        for path in tree:
+            self._count(path, +1)
+
+    def _count(self, path: str, delta: int) -> None:
+        parts = path.split("/")
         for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in tree:
-                raise ConfigError(f"Cannot add {op.path!r}: {'/'.join(parts[:depth])!r} is a file, not a folder.")
-        tree[op.path] = op.entry
-    elif isinstance(op, DeleteFile):
-        if tree.pop(op.path, None) is None:
-            raise EntryNotFound(f"Cannot delete {op.path!r}: A file with this name doesn't exist in {repo.repo_id}.")
-    else:
-        prefix = op.path.rstrip("/") + "/"
-        doomed = [path for path in tree if path.startswith(prefix)]
-        if not doomed:
-            raise EntryNotFound(
-                f"Cannot delete folder {op.path!r}: A file with this name doesn't exist in {repo.repo_id}."
-            )
-        for path in doomed:
-            del tree[path]
+            folder = "/".join(parts[:depth])
+            self.folders[folder] = self.folders.get(folder, 0) + delta
+            if self.folders[folder] <= 0:
+                del self.folders[folder]
+
+    def apply(self, op: CommitOperation) -> None:
+        tree, repo = self.tree, self.repo
+        if isinstance(op, AddFile):
+            if op.path in self.folders:
+                raise ConfigError(f"Cannot add file {op.path!r}: a folder with that name exists in {repo.repo_id}.")
+            parts = op.path.split("/")
+            for depth in range(1, len(parts)):
+                if "/".join(parts[:depth]) in tree:
+                    raise ConfigError(f"Cannot add {op.path!r}: {'/'.join(parts[:depth])!r} is a file, not a folder.")
+            if op.path not in tree:
+                self._count(op.path, +1)
+            tree[op.path] = op.entry
+        elif isinstance(op, DeleteFile):
+            if tree.pop(op.path, None) is None:
+                raise EntryNotFound(
+                    f"Cannot delete {op.path!r}: A file with this name doesn't exist in {repo.repo_id}."
+                )
+            self._count(op.path, -1)
+        else:
+            folder = op.path.rstrip("/")
+            if folder not in self.folders:
+                raise EntryNotFound(
+                    f"Cannot delete folder {op.path!r}: A file with this name doesn't exist in {repo.repo_id}."
+                )
+            prefix = folder + "/"
+            for path in [path for path in tree if path.startswith(prefix)]:
+                del tree[path]
+                self._count(path, -1)
 
 
 def _check_ref_name(name: str, kind: str) -> None:
     """Refs follow git's rules loosely; a sha-shaped name would shadow commit lookups."""
     bad = (
-        not name
+        not isinstance(name, str)
+        or not name
+        or len(name) > 200
+        or _CONTROL_RE.search(name) is not None
         or name.startswith(("/", "-", "refs/"))
         or name.endswith(("/", ".lock", "."))
         or ".." in name
@@ -709,24 +1048,15 @@ def _check_ref_name(name: str, kind: str) -> None:
         or _SHA1_RE.match(name)
     )
     if bad:
-        raise ConfigError(f"Invalid {kind} name {name!r}: use something like 'v1' or 'dev'.")
+        raise ConfigError(f"Invalid {kind} name {str(name)[:80]!r}: use something like 'v1' or 'dev'.")
 
 
-def create_token(root: Path | str, user: str, write: bool = True) -> str:
+def create_token(root: Path | str, user: str, write: bool = True, expires_in_s: float | None = None) -> str:
     """Create an access token for ``user`` in the registry at ``root`` and return it.
 
     Only a hash is stored, so the returned string is the one chance to record it. A write token may
     create repos, commit and tag in the namespace ``user``; any token may read that user's private
-    repos. Raises :class:`ConfigError` for an invalid user name.
+    repos. ``expires_in_s``: the token stops working after that many seconds. Raises
+    :class:`ConfigError` for an invalid user name.
     """
-    return RegistryStore(root).create_token(user, write=write)
-
-
-def authenticate(store: RegistryStore, token: str | None) -> TokenInfo | None:
-    """``None`` for anonymous callers; :class:`AuthError` for a token this registry never issued."""
-    if token is None:
-        return None
-    info = store.lookup_token(token)
-    if info is None:
-        raise AuthError("Invalid credentials in Authorization header")
-    return info
+    return RegistryStore(root).create_token(user, write=write, expires_in_s=expires_in_s)
