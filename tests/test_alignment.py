@@ -95,9 +95,9 @@ def test_steer_changes_generation_and_always_removes_hooks():
     plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
     seen = []
     model.model.layers[1].register_forward_hook(lambda _m, _a, out: seen.append((out[0] if isinstance(out, tuple) else out).norm(dim=-1)))
-    with al.steer(model, "cats", strength=50.0) as direction:
+    with al.steer(model, "cats", strength=50.0) as steering:
         steered = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
-    assert direction.shape == (32,)
+    assert steering.direction.shape == (32,) and steering.coefficient == pytest.approx(50.0 * steering.unit)  # relative
     assert not torch.equal(plain, steered)
     assert len(model.model.layers[1]._forward_hooks) == 1  # only the probe hook is left
     after = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
@@ -106,6 +106,67 @@ def test_steer_changes_generation_and_always_removes_hooks():
         with al.steer(model, 1, strength=1.0):
             raise RuntimeError("boom")
     assert len(model.model.layers[1]._forward_hooks) == 1
+    assert not model._forward_pre_hooks  # the attention-mask probe is gone too
+
+
+def _recorded_coefficients(monkeypatch) -> list[float]:
+    """λ of every steering add (norm_preserving_add's strength; the direction is a unit vector)."""
+    from atlas_align.models import steering
+
+    seen: list[float] = []
+    real = steering.norm_preserving_add
+    monkeypatch.setattr(steering, "norm_preserving_add", lambda acts, direction, strength: seen.append(float(strength)) or real(acts, direction, strength))
+    return seen
+
+
+def test_strength_is_relative_to_the_median_token_norm_as_in_the_benchmark(monkeypatch):
+    """One meaning of strength: al.steer(model, c, strength=s) adds the same vector norm as the steering benchmark at s."""
+    from atlas_align.harness.benchmarks.base import BenchmarkContext
+    from atlas_align.harness.benchmarks.steering import SteeringBenchmark
+    from atlas_align.models.steering import median_token_norm
+
+    model, tok = tiny_llama(), word_tokenizer("bos")
+    labels = FeatureLabels([FeatureLabel(feature=0, label="animals (noun.animal)", validated=True)])
+    al = make_alignment()
+    al.labels = labels
+    prompt, s = "the big dog eats the red apple", 0.3
+    seen = _recorded_coefficients(monkeypatch)
+    class Const:  # the judge does not matter here
+        def prepare(self, ctx, concepts):
+            pass
+
+        def rate(self, texts, concept):
+            return [0] * len(texts)
+
+    bench = SteeringBenchmark(judge_instances={"const": Const()}, prompts=[prompt], strengths=[s], max_new_tokens=2, control=False, judges=["const"], concepts=["noun.animal"])
+    ctx = BenchmarkContext(alignment=al, subject=None, atlas=None, heldout=[], model=model, tokenizer=tok, seed=0)
+    result = bench.run(ctx)
+    benchmark_lambda = seen[0]
+    assert set(seen) == {benchmark_lambda}
+    seen.clear()
+    with al.steer(model, [0], strength=s) as steering, torch.inference_mode():
+        model(**tok([prompt], return_tensors="pt"))
+    unit = median_token_norm(model, tok, "layers.1", [prompt])
+    assert seen == [steering.coefficient] and steering.unit == unit
+    assert steering.coefficient == pytest.approx(benchmark_lambda, rel=1e-12) == pytest.approx(s * unit)
+    assert result.table[-1]["lambda"] == pytest.approx(benchmark_lambda)
+    seen.clear()
+    with al.steer(model, [0], strength=s, absolute=True) as steering, torch.inference_mode():
+        model(**tok([prompt], return_tensors="pt"))
+    assert seen == [s] and steering.coefficient == s  # the explicit escape
+
+
+def test_relative_unit_ignores_padding_and_each_first_token(monkeypatch):
+    model, tok = tiny_llama(), word_tokenizer("bos")
+    al = make_alignment()
+    tok.padding_side = "left"
+    batch = tok(["the dog", "the big red dog eats bread"], return_tensors="pt", padding=True)
+    with al.steer(model, [0], strength=1.0) as steering, torch.inference_mode():
+        model(**batch)
+    from atlas_align.models.steering import median_token_norm
+
+    expected = median_token_norm(model, tok, "layers.1", ["the dog", "the big red dog eats bread"])
+    assert steering.unit == pytest.approx(expected, rel=1e-4)  # left padding changes the numerics a little, not the token set
 
 
 def test_steer_refuses_a_model_of_another_width():

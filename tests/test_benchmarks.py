@@ -317,13 +317,13 @@ def test_steer_export_writes_lm_eval_format(tmp_path):
     ctx = _tiny_steering_ctx()
     ctx.alignment.save_pretrained(tmp_path / "art")
     out = tmp_path / "steer.pt"
-    res = CliRunner().invoke(main, ["steer", "export", str(tmp_path / "art"), "--concept", "noun.animal", "--strength", "4", "--out", str(out)])
+    res = CliRunner().invoke(main, ["steer", "export", str(tmp_path / "art"), "--concept", "noun.animal", "--strength", "4", "--absolute", "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = torch.load(out, weights_only=False)  # our own file, just written
     entry = data["layers.1"]
     assert entry["action"] == "add" and entry["steering_coefficient"] == 1.0 and entry["bias"] is None
     assert torch.allclose(entry["steering_vector"], 4 * ctx.alignment.concept_direction([0]))
-    bad = CliRunner().invoke(main, ["steer", "export", str(tmp_path / "art"), "--concept", "noun.plant", "--strength", "4", "--out", str(out)])
+    bad = CliRunner().invoke(main, ["steer", "export", str(tmp_path / "art"), "--concept", "noun.plant", "--strength", "4", "--absolute", "--out", str(out)])
     assert bad.exit_code == 2 and "noun.plant" in bad.output
 
 

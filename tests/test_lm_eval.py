@@ -19,6 +19,7 @@ from atlas_align.alignment.model import AtlasAlignment  # noqa: E402
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels  # noqa: E402
 from atlas_align.errors import ConfigError  # noqa: E402
 from atlas_align.harness.lm_eval import AtlasSteeredLM, export_lm_eval_steering  # noqa: E402
+from atlas_align.models.steering import REFERENCE_PROMPTS, median_token_norm  # noqa: E402
 from atlas_align.refs import (  # noqa: E402
     AtlasRef,
     SubjectRef,
@@ -58,10 +59,15 @@ def test_atlas_steered_is_registered_and_steers(artifact, task_manager):
     model, tok = tiny_llama(), word_tokenizer()
     plain = _responses(HFLM(pretrained=model, tokenizer=tok, batch_size=2), task_manager)
     zero = _responses(AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="noun.animal", strength=0.0), task_manager)
-    strong = _responses(AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="0", strength=64.0), task_manager)
+    strong_lm = AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="0", strength=64.0)
+    strong = _responses(strong_lm, task_manager)
     assert zero == plain  # λ = 0 leaves the model untouched
     assert strong["atlas_toy_mc"] != plain["atlas_toy_mc"]  # log-likelihoods move (_model_call is steered)
     assert not model.model.layers[1]._forward_hooks  # every hook was removed
+    # strength is relative (one unit per run, measured on REFERENCE_PROMPTS); absolute=true is the escape
+    assert strong_lm.unit == median_token_norm(model, tok, "layers.1", REFERENCE_PROMPTS) and not strong_lm.absolute
+    absolute = AtlasSteeredLM(pretrained=model, tokenizer=tok, batch_size=2, alignment=str(artifact), concept="0", strength=64.0, absolute="true")
+    assert absolute.absolute and absolute.unit is None
 
 
 def test_atlas_steered_from_model_args_string(artifact, task_manager, tmp_path):
@@ -79,12 +85,19 @@ def test_exported_pt_runs_in_lm_evals_steered_model(artifact, task_manager, tmp_
     from lm_eval.models.hf_steered import SteeredModel
 
     model, tok = tiny_llama(), word_tokenizer()
-    path = export_lm_eval_steering(AtlasAlignment.from_pretrained(artifact), "noun.animal", 64.0, tmp_path / "steer.pt")
+    alignment = AtlasAlignment.from_pretrained(artifact)
+    path = export_lm_eval_steering(alignment, "noun.animal", 64.0, tmp_path / "steer.pt", subject=(model, tok))
+    vector = torch.load(path, weights_only=False)["layers.1"]["steering_vector"]  # our own file, just written
+    unit = median_token_norm(model, tok, "layers.1", REFERENCE_PROMPTS)
+    assert float(vector.norm()) == pytest.approx(64.0 * unit, rel=1e-5)  # relative strength, as in AtlasAlignment.steer
+    absolute = export_lm_eval_steering(alignment, "noun.animal", 3.0, tmp_path / "abs.pt", absolute=True)
+    assert float(torch.load(absolute, weights_only=False)["layers.1"]["steering_vector"].norm()) == pytest.approx(3.0, rel=1e-5)
     steered = _responses(SteeredModel(pretrained=model, tokenizer=tok, batch_size=2, steer_path=str(path)), task_manager)
     plain = _responses(HFLM(pretrained=model, tokenizer=tok, batch_size=2), task_manager)
     assert steered["atlas_toy_mc"] != plain["atlas_toy_mc"]
 
 
+@pytest.mark.integration
 def test_command_line_run_with_atlas_steered(artifact, task_manager, tmp_path):
     """The documented command line: lm-eval's own CLI with our model type registered."""
     import json

@@ -23,6 +23,7 @@ from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.errors import ArtifactNotFound, ConfigError, ShapeMismatchError
 from atlas_align.files import CONFIG_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME
 from atlas_align.fit.statistics import row_normalize
+from atlas_align.models.steering import Steering
 from atlas_align.models.steering import steer as _steer
 
 Concept = int | Sequence[int] | dict[int, float] | torch.Tensor | str
@@ -137,14 +138,18 @@ class AtlasAlignment(
 
     # --- steer -------------------------------------------------------------------------------
     @contextmanager
-    def steer(self, model: nn.Module, concept: Concept, strength: float = 4.0) -> Iterator[torch.Tensor]:
-        """Context manager: steer ``model`` toward ``concept`` at the alignment's hookpoint.
+    def steer(self, model: nn.Module, concept: Concept, strength: float = 0.25, *, absolute: bool = False, unit: float | None = None) -> Iterator[Steering]:
+        """Context manager: steer ``model`` toward ``concept`` at the alignment's hookpoint (norm-preserving).
 
-        Yields the unit direction used. Hooks are removed on exit.
+        ``strength`` is relative: the added vector's norm λ is ``strength`` × the median per-token
+        norm at the hooked layer (measured on the first forward inside the block, or ``unit`` when
+        given); ``absolute=True`` makes λ = ``strength``. Details: :func:`atlas_align.models.steering.steer`.
+        Yields the :class:`~atlas_align.models.steering.Steering` (``.direction``, ``.coefficient`` = λ).
+        Hooks are removed on exit.
         """
         direction = self.concept_direction(concept)
-        with _steer(model, self.config.subject.hookpoint, direction, strength):
-            yield direction
+        with _steer(model, self.config.subject.hookpoint, direction, strength, absolute=absolute, unit=unit) as state:
+            yield state
 
     # --- artifact I/O ----------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -165,11 +170,25 @@ class AtlasAlignment(
             self.labels.save(save_directory / LABELS_FILENAME)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None, **kwargs) -> AtlasAlignment:
-        """Load from a local folder or a Hub repo (any branch, tag or commit sha via ``revision``)."""
-        source = str(pretrained_model_name_or_path)
-        if os.path.isdir(source):
-            folder = Path(source)
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        proxies: dict | None = None,
+        resume_download: bool | None = None,
+        **model_kwargs,
+    ) -> AtlasAlignment:
+        """``ModelHubMixin``'s loading hook: a local folder, or a Hub repo at any branch, tag or commit sha.
+
+        Called by the inherited ``from_pretrained(name_or_path, revision=..., cache_dir=..., token=...)``.
+        """
+        if os.path.isdir(model_id):
+            folder = Path(model_id)
             missing = [n for n in (CONFIG_FILENAME, WEIGHTS_FILENAME) if not (folder / n).is_file()]
             if missing:
                 raise ArtifactNotFound(f"{folder} is not an alignment artifact: missing {', '.join(missing)}.")
@@ -177,7 +196,10 @@ class AtlasAlignment(
         else:
             from atlas_align.downloads import download_artifact_files
 
-            files = download_artifact_files(source, revision=revision, **kwargs)
+            files = download_artifact_files(
+                model_id, revision=revision, cache_dir=None if cache_dir is None else str(cache_dir), token=token,
+                force_download=force_download, local_files_only=local_files_only,
+            )
         config = read_config(files[CONFIG_FILENAME])
         tensors = read_weights(files[WEIGHTS_FILENAME], config)
         labels = FeatureLabels.load(files[LABELS_FILENAME]) if LABELS_FILENAME in files else None

@@ -4,7 +4,7 @@
 active during every log-likelihood call and every generation::
 
     python -m atlas_align.harness.lm_eval run --model atlas-steered \\
-        --model_args pretrained=HuggingFaceTB/SmolLM2-135M-Instruct,alignment=runs/smollm2-l20,concept=noun.animal,strength=64 \\
+        --model_args pretrained=HuggingFaceTB/SmolLM2-135M-Instruct,alignment=runs/smollm2-l20,concept=noun.animal,strength=0.25 \\
         --tasks my_task --include_path tasks/
 
 The model type registers when this module is imported (lm-eval 0.4.x discovers no third-party
@@ -17,6 +17,11 @@ is unpickled.
 (``{hookpoint: {steering_vector, steering_coefficient, action, bias, head_index}}``, hookpoint
 relative to ``model.base_model``). Note that ``steered`` *adds* λ·s (``action="add"``) and does not
 restore the activation norm the way ``AtlasAlignment.steer`` does.
+
+``strength`` means what it means in :func:`atlas_align.models.steering.steer`: relative, λ =
+strength × the median per-token norm at the hooked layer, here measured once on
+:data:`~atlas_align.models.steering.REFERENCE_PROMPTS` with the subject model (``absolute=True``:
+λ = strength).
 """
 
 from __future__ import annotations
@@ -52,12 +57,22 @@ def resolve_concept(alignment, concept: str | int | list[int]) -> list[int] | st
     return text
 
 
-def lm_eval_steering_config(alignment, concept: str | int | list[int], strength: float) -> dict[str, dict[str, Any]]:
-    """The dict lm-eval's ``steered`` model reads from a .pt file."""
+def steering_unit(alignment, model, tokenizer) -> float:
+    """The unit of a relative strength for this subject: its median token norm at the alignment's hookpoint."""
+    from atlas_align.models.steering import REFERENCE_PROMPTS, median_token_norm
+
+    return median_token_norm(model, tokenizer, alignment.config.subject.hookpoint, REFERENCE_PROMPTS)
+
+
+def lm_eval_steering_config(alignment, concept: str | int | list[int], strength: float, *, unit: float | None = None, absolute: bool = False) -> dict[str, dict[str, Any]]:
+    """The dict lm-eval's ``steered`` model reads from a .pt file; λ = strength × unit (or strength when absolute)."""
+    if not absolute and unit is None:
+        raise ConfigError("A relative strength needs its unit (steering_unit(alignment, model, tokenizer)); or pass absolute=True.")
+    coefficient = float(strength) if absolute else float(strength) * float(unit)
     direction = alignment.concept_direction(resolve_concept(alignment, concept))
     return {
         alignment.config.subject.hookpoint: {
-            "steering_vector": (float(strength) * direction).to(torch.float32).contiguous(),
+            "steering_vector": (coefficient * direction).to(torch.float32).contiguous(),
             "steering_coefficient": 1.0,
             "action": "add",
             "bias": None,
@@ -66,17 +81,33 @@ def lm_eval_steering_config(alignment, concept: str | int | list[int], strength:
     }
 
 
-def export_lm_eval_steering(alignment_or_path, concept: str | int | list[int], strength: float, out: str | Path) -> Path:
-    """Write lm-eval's ``steered`` .pt file (``--model steered --model_args steer_path=OUT``)."""
+def export_lm_eval_steering(
+    alignment_or_path, concept: str | int | list[int], strength: float, out: str | Path, *,
+    absolute: bool = False, unit: float | None = None, subject: str | tuple | None = None,
+) -> Path:
+    """Write lm-eval's ``steered`` .pt file (``--model steered --model_args steer_path=OUT``).
+
+    A relative ``strength`` (the default) needs the subject model to measure its unit: ``unit`` if
+    given, else ``subject`` — a (model, tokenizer) pair or a name for ``load_subject`` — defaulting to
+    the model id the alignment records.
+    """
     from atlas_align.alignment.model import AtlasAlignment
 
     alignment = alignment_or_path if isinstance(alignment_or_path, AtlasAlignment) else AtlasAlignment.from_pretrained(alignment_or_path)
     out = Path(out)
     if out.suffix not in (".pt", ".pth"):
         raise ConfigError(f"lm-eval reads steering vectors from .pt or .pth files; got {out.name!r}.")
+    alignment.concept_direction(resolve_concept(alignment, concept))  # a bad concept fails before any model is loaded
+    if not absolute and unit is None:
+        if subject is None or isinstance(subject, str):
+            from atlas_align.models.loading import load_subject
+
+            subject = load_subject(subject or alignment.config.subject.model_id)
+        unit = steering_unit(alignment, subject[0], subject[1])
+    config = lm_eval_steering_config(alignment, concept, strength, unit=unit, absolute=absolute)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    torch.save(lm_eval_steering_config(alignment, concept, strength), tmp)
+    torch.save(config, tmp)
     tmp.replace(out)
     return out
 
@@ -98,10 +129,11 @@ if HFLM is not None and __name__ != "__main__":  # under `python -m` the real mo
 
         model_args: ``pretrained`` (name, folder, offline alias or a loaded model), ``alignment``
         (artifact folder or repo id), ``concept`` (feature ids '12;40', a category 'noun.animal' or a
-        label query), ``strength`` (λ, absolute), optional ``alignment_revision``.
+        label query), ``strength`` (relative to the median token norm at the hooked layer, measured once
+        on ``REFERENCE_PROMPTS``; ``absolute=true`` for λ = strength), optional ``alignment_revision``.
         """
 
-        def __init__(self, pretrained: Any = None, alignment: str | None = None, concept: str | None = None, strength: float = 8.0, alignment_revision: str | None = None, **kwargs: Any) -> None:
+        def __init__(self, pretrained: Any = None, alignment: str | None = None, concept: str | None = None, strength: float = 0.25, absolute: bool | str = False, alignment_revision: str | None = None, **kwargs: Any) -> None:
             from atlas_align.alignment.model import AtlasAlignment
 
             if alignment is None or concept is None:
@@ -114,10 +146,13 @@ if HFLM is not None and __name__ != "__main__":  # under `python -m` the real mo
             self.alignment = AtlasAlignment.from_pretrained(alignment, revision=alignment_revision)
             self.concept = resolve_concept(self.alignment, concept)
             self.strength = float(strength)
+            self.absolute = str(absolute).strip().lower() in ("true", "1", "yes")
             self.alignment.concept_direction(self.concept)  # fail now on a bad concept, not mid-run
+            # One unit for the whole run (not one per batch), so results do not depend on batching.
+            self.unit = None if self.absolute else steering_unit(self.alignment, self.model, self.tokenizer)
 
         def _steering(self):
-            return self.alignment.steer(self.model, self.concept, strength=self.strength)
+            return self.alignment.steer(self.model, self.concept, strength=self.strength, absolute=self.absolute, unit=self.unit)
 
         def _model_call(self, inps, attn_mask=None, labels=None):
             with self._steering():

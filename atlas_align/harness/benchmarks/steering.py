@@ -4,8 +4,9 @@ Protocol (paper Table 5; faithfulness as in FADE): for a few concepts (validated
 grouped by ground-truth category) and strengths λ, the subject (a causal LM) continues neutral
 prompts with and without ``alignment.steer(model, concept_features, λ)`` at the alignment's
 hookpoint; greedy decoding by default (seeded sampling optional), ``max_new_tokens`` tokens.
-Strengths are multiples of the median per-token activation norm at the hookpoint on the prompts
-(``strength_unit="norm"``; first position excluded) or absolute (``"absolute"``).
+Strengths are relative, as everywhere in atlas-align (:func:`atlas_align.models.steering.steer`):
+multiples of the median per-token activation norm at the hookpoint, measured once on the prompts
+(``strength_unit="norm"``; first position excluded), or absolute (``"absolute"``).
 
 Each judge rates every continuation 0/1/2. A fluency guard applies first: a continuation whose
 perplexity under the unsteered model exceeds ``perplexity_factor`` × the median perplexity of
@@ -38,18 +39,9 @@ from atlas_align.harness.benchmarks.base import (
 )
 from atlas_align.harness.benchmarks.judges import Judge, SteeringConcept, get_judge
 from atlas_align.harness.benchmarks.translation import shuffled_columns
-from atlas_align.models.activations import base_model, output_tensor
+from atlas_align.models.steering import REFERENCE_PROMPTS, median_token_norm
 
-NEUTRAL_PROMPTS = (
-    "Here is a short story about my weekend:",
-    "Let me tell you what I think about",
-    "The most interesting thing I saw today was",
-    "Write one sentence about anything.",
-    "Yesterday afternoon, we",
-    "My favourite thing in the world is",
-    "Here is a short description:",
-    "Once upon a time,",
-)
+NEUTRAL_PROMPTS = REFERENCE_PROMPTS
 PREFERRED_CONCEPTS = ("noun.animal", "noun.food", "noun.plant", "noun.body", "noun.artifact")
 
 
@@ -142,23 +134,6 @@ def perplexities(model, tokenizer, generations: Sequence[Generation]) -> list[fl
     return values
 
 
-@torch.inference_mode()
-def median_token_norm(model, tokenizer, hookpoint: str, prompts: Sequence[str]) -> float:
-    """Median L2 norm of the hookpoint's per-token activations on the prompts (first position excluded)."""
-    norms: list[torch.Tensor] = []
-    module = base_model(model).get_submodule(hookpoint)
-    handle = module.register_forward_hook(lambda _m, _a, out: norms.append(output_tensor(out)[0, 1:].norm(dim=-1)))
-    try:
-        for prompt in prompts:
-            model(**{k: v for k, v in tokenizer(prompt, return_tensors="pt").items() if k in ("input_ids", "attention_mask")})
-    finally:
-        handle.remove()
-    flat = torch.cat(norms) if norms else torch.empty(0)
-    if flat.numel() == 0:
-        raise ConfigError("The steering prompts are too short to measure activation norms; give longer prompts.")
-    return float(flat.double().median())
-
-
 @register_benchmark
 class SteeringBenchmark(Benchmark):
     __doc__ = __doc__
@@ -222,7 +197,7 @@ class SteeringBenchmark(Benchmark):
                 for strength in cfg.strengths:
                     if strength == 0.0:
                         continue
-                    with al.steer(model, list(concept.features), strength=strength * unit):
+                    with al.steer(model, list(concept.features), strength=strength, unit=unit, absolute=cfg.strength_unit == "absolute"):
                         gens = generate(model, tokenizer, cfg.prompts, **gen_kwargs)
                     for g, ppl in zip(gens, perplexities(model, tokenizer, gens)):
                         g.perplexity = ppl
