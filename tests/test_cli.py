@@ -9,7 +9,9 @@ from tests.test_alignment import make_alignment
 
 
 def _commands(group: click.Group, prefix=()):
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*prefix, name))
         else:
@@ -46,3 +48,106 @@ def test_public_api_is_small_and_resolves():
     assert sorted(atlas_align.__all__) == sorted(atlas_align._EXPORTS)
     for name in atlas_align.__all__:
         assert getattr(atlas_align, name) is not None
+
+
+class _Stop(Exception):
+    """Raised by a patched library function: the CLI got as far as building the request."""
+
+
+def _capture(monkeypatch, module, name):
+    import functools
+
+    seen = {}
+
+    @functools.wraps(getattr(module, name))  # keeps the signature: the CLI reads some defaults from it
+    def fake(*args, **kwargs):
+        seen["args"], seen["kwargs"] = args, kwargs
+        raise _Stop
+
+    monkeypatch.setattr(module, name, fake)
+    return seen
+
+
+def test_align_defaults_are_the_request_models_defaults(monkeypatch, tmp_path):
+    from atlas_align.alignment import pipeline
+
+    seen = _capture(monkeypatch, pipeline, "run_alignment")
+    result = CliRunner().invoke(main, ["align", "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, _Stop), result.output
+    assert seen["args"][0] == pipeline.AlignRequest()  # every default declared once, in AlignRequest / CorpusConfig
+    assert "[default: 4000]" in CliRunner().invoke(main, ["align", "--help"]).output  # help shows the model's value
+
+
+def test_atlas_build_defaults_are_the_build_configs_defaults(monkeypatch, tmp_path):
+    from atlas_align.atlas import build
+
+    seen = _capture(monkeypatch, build, "build_atlas")
+    result = CliRunner().invoke(main, ["atlas", "build", "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, _Stop), result.output
+    assert seen["args"][0] == build.AtlasBuildConfig() and seen["kwargs"]["name"] == "local"
+
+
+def test_every_method_parameter_is_reachable_with_method_param(monkeypatch, tmp_path):
+    import inspect
+
+    from atlas_align.alignment import pipeline
+    from atlas_align.fit.methods import METHODS
+
+    samples = {bool: "false", int: "7", float: "0.25"}
+    expected = {"false": False, "7": 7, "0.25": 0.25}
+    seen = _capture(monkeypatch, pipeline, "run_alignment")
+    checked = 0
+    for name in METHODS.names():
+        for param in list(inspect.signature(METHODS.get(name).__init__).parameters.values())[1:]:
+            if param.kind is not param.POSITIONAL_OR_KEYWORD:  # a method without parameters inherits object's (*args, **kwargs)
+                continue
+            raw = samples[type(param.default)]
+            result = CliRunner().invoke(main, ["align", "--method", name, "--method-param", f"{param.name}={raw}", "--out", str(tmp_path / "x")])
+            assert isinstance(result.exception, _Stop), result.output
+            req = seen["args"][0]
+            assert req.method == name and req.method_params == {param.name: expected[raw]}
+            METHODS.get(name)(**req.method_params)  # what the fit does with them
+            checked += 1
+    assert checked >= 3  # procrustes center, random_rotation seed, linear_regression alpha
+    result = CliRunner().invoke(main, ["align", "--method-param", "center=False", "--method-param", "centre=1", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "did you mean 'center'" in result.output
+    result = CliRunner().invoke(main, ["align", "--method-param", "center", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_method_param_values_are_typed():
+    from atlas_align.cli.align import parse_value
+
+    assert [parse_value(v) for v in ("false", "True", "3", "-2", "1e-3", "none", "abc")] == [False, True, 3, -2, 0.001, None, "abc"]
+
+
+def test_steer_export_strength_is_relative_unless_absolute(tmp_path):
+    import torch
+
+    from atlas_align.models.steering import REFERENCE_PROMPTS, median_token_norm
+    from tests.tiny_models import tiny_llama, word_tokenizer
+
+    al = make_alignment()
+    al.save_pretrained(tmp_path / "a")
+    model, tok = tiny_llama(), word_tokenizer("bos")
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "steer.pt"
+    base = ["steer", "export", str(tmp_path / "a"), "--concept", "1", "--strength", "0.5", "--out", str(out)]
+    result = CliRunner().invoke(main, [*base, "--subject", str(tmp_path / "tiny")])
+    assert result.exit_code == 0, result.output
+    unit = median_token_norm(model, tok, "layers.1", REFERENCE_PROMPTS)
+    assert float(torch.load(out, weights_only=True)["layers.1"]["steering_vector"].norm()) == pytest.approx(0.5 * unit, rel=1e-5)
+    result = CliRunner().invoke(main, [*base, "--absolute"])
+    assert result.exit_code == 0, result.output
+    assert float(torch.load(out, weights_only=True)["layers.1"]["steering_vector"].norm()) == pytest.approx(0.5, rel=1e-5)
+
+
+@pytest.mark.integration
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    for module in ("atlas_align.cli", "atlas_align.cli.main"):
+        result = subprocess.run([sys.executable, "-m", module, "steer", "export", "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "--absolute" in result.stdout, result.stderr

@@ -1,26 +1,49 @@
-"""`atlas-align demo`: the whole chain offline on real pretrained models, printed step by step."""
+"""`atlas-align demo`: the whole chain offline on real pretrained models, printed step by step.
+
+The workflow imports torch and the models inside :func:`run_demo`, so registering the command costs nothing.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import click
 
-from atlas_align.alignment.model import AtlasAlignment
-from atlas_align.alignment.pipeline import AlignRequest, load_atlas_space, load_subject, run_alignment
-from atlas_align.corpus.sources import CorpusConfig, iter_samples
+from atlas_align.cli.main import friendly_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlas_align.alignment.model import AtlasAlignment
 
 DEMO_SUBJECT = "smollm2"
 DEMO_LAYER = 20
 DEMO_ATLAS = "builtin"
 NEUTRAL_PROMPT = "Here is a short story about my weekend:"
-# Token norms at SmolLM2 layer 20 are ~250 (the first token ~24k); λ≈64 turns the text without breaking it.
-STEER_STRENGTH = 64.0
+# Relative strength (× the median token norm at the layer, ~250 for SmolLM2 layer 20): λ ≈ 64 turns the text without breaking it.
+STEER_STRENGTH = 0.25
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False), default="atlas-align-demo", show_default=True, help="Where the demo writes its artifact.")
+@click.option("--samples", type=int, default=2000, show_default=True, help="Shared training texts.")
+@friendly_errors
+def demo(out, samples):
+    """Run the whole chain offline on real pretrained models: align, save, reload, search, explain, steer.
+
+    \b
+    Example:
+      atlas-align demo --out atlas-align-demo
+    """
+    run_demo(Path(out), samples=samples, echo=click.echo)
 
 
 def run_demo(out: Path, *, samples: int = 2000, echo: Callable[[str], None] = print) -> AtlasAlignment:
+    from atlas_align.alignment.model import AtlasAlignment
+    from atlas_align.alignment.pipeline import AlignRequest, load_atlas_space, load_subject, run_alignment
+    from atlas_align.corpus.sources import CorpusConfig
+
     start = time.perf_counter()
     echo("atlas-align demo — real pretrained models, offline, CPU")
     echo(f"[1/6] loading subject model {DEMO_SUBJECT} (first run de-quantises and caches it)…")
@@ -58,6 +81,9 @@ def _search_and_explain(alignment: AtlasAlignment, subject, atlas, echo) -> None
         echo(f"      top subject neurons for 'animal': {', '.join(f'{i} ({s:+.2f})' for i, s in res.subject_features[:5])}")
     else:
         echo("      (raw atlas space has no labels: search by label needs the SAE atlas)")
+    import torch
+
+    from atlas_align.corpus.sources import CorpusConfig, iter_samples
     from atlas_align.models.activations import ActivationExtractor, resolve_hookpoint
 
     model, tokenizer, _ = subject
@@ -76,7 +102,7 @@ def _search_and_explain(alignment: AtlasAlignment, subject, atlas, echo) -> None
 
 
 def _steer(alignment: AtlasAlignment, model, tokenizer, echo) -> None:
-    echo("[6/6] steering generation toward a concept (norm-preserving, at the aligned layer)")
+    echo(f"[6/6] steering generation toward a concept (norm-preserving, at the aligned layer, strength {STEER_STRENGTH:g} × the median token norm)")
     concepts = ["plants", "food", "animal"] if len(alignment.labels) else [0]
     inputs = tokenizer([NEUTRAL_PROMPT], return_tensors="pt")
     kwargs = dict(max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
@@ -84,6 +110,6 @@ def _steer(alignment: AtlasAlignment, model, tokenizer, echo) -> None:
     echo(f"      prompt: {NEUTRAL_PROMPT!r}")
     echo(f"      unsteered      : {tokenizer.decode(base[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
     for concept in concepts:
-        with alignment.steer(model, concept, strength=STEER_STRENGTH):
+        with alignment.steer(model, concept, strength=STEER_STRENGTH) as steering:
             out = model.generate(**inputs, **kwargs)
-        echo(f"      {str(concept) + ' λ=' + str(int(STEER_STRENGTH)):<15}: {tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")
+        echo(f"      {f'{concept} λ={steering.coefficient:.0f}':<15}: {tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True)!r}")

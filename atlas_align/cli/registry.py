@@ -1,0 +1,94 @@
+"""`atlas-align registry serve / token create / versions / ls`: a Hub-compatible registry server and its queries."""
+
+from __future__ import annotations
+
+import click
+
+from atlas_align.cli.main import endpoint_option, friendly_errors, token_option
+
+
+@click.group()
+def registry() -> None:
+    """Run and query a Hub-compatible registry server (for air-gapped labs and CI)."""
+
+
+@registry.command("serve")
+@click.option("--root", type=click.Path(file_okay=False), required=True, help="Folder holding the registry's database and blobs.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--lfs-threshold", type=int, default=None, help="Files of at least this many bytes go through LFS (clients need HF_HUB_DISABLE_XET=1); default: all inline.")
+@friendly_errors
+def registry_serve(root, host, port, lfs_threshold):
+    """Serve the Hub HTTP API subset the huggingface_hub client uses.
+
+    \b
+    Example:
+      atlas-align registry serve --root ./registry --port 8000
+      export HF_ENDPOINT=http://127.0.0.1:8000 HF_HUB_DISABLE_XET=1
+    """
+    from atlas_align.registry.server.app import serve
+
+    serve(root, host=host, port=port, lfs_threshold=lfs_threshold)
+
+
+@registry.group("token")
+def registry_token() -> None:
+    """Manage access tokens of a registry server."""
+
+
+@registry_token.command("create")
+@click.option("--root", type=click.Path(file_okay=False), required=True, help="The registry's folder.")
+@click.option("--user", required=True, help="User (namespace) the token writes to.")
+@click.option("--read-only", is_flag=True, help="A token that can only read (private repos of that user).")
+@friendly_errors
+def registry_token_create(root, user, read_only):
+    """Create a token and print it once (only its hash is stored).
+
+    \b
+    Example:
+      export HF_TOKEN=$(atlas-align registry token create --root ./registry --user my-org)
+    """
+    from atlas_align.registry.server.store import create_token
+
+    click.echo(create_token(root, user, write=not read_only))
+
+
+@registry.command("versions")
+@click.argument("repo_id")
+@endpoint_option
+@token_option
+@friendly_errors
+def registry_versions(repo_id, endpoint, token):
+    """List the tags, branches and commits of an alignment repo.
+
+    \b
+    Example:
+      atlas-align registry versions my-org/smollm2-l20-atlas
+    """
+    from atlas_align.registry.hub import list_versions, make_api
+
+    versions = list_versions(make_api(endpoint, token), repo_id)
+    for kind in ("tags", "branches"):
+        for ref in versions[kind]:
+            click.echo(f"{kind[:-1]:<7} {ref['name']:<20} {ref['commit'][:12]}")
+    for commit in versions["commits"]:
+        click.echo(f"commit  {commit['commit'][:12]}  {commit['date'] or '':<26} {commit['title']}")
+
+
+@registry.command("ls")
+@click.option("--search", default=None, help="Substring of the repo id.")
+@click.option("--author", default=None, help="Namespace.")
+@endpoint_option
+@token_option
+@friendly_errors
+def registry_ls(search, author, endpoint, token):
+    """List alignment repos (tag atlas-alignment) in a registry.
+
+    \b
+    Example:
+      atlas-align registry ls --author my-org
+    """
+    from atlas_align.registry.hub import list_alignments, make_api
+
+    for repo in list_alignments(make_api(endpoint, token), search=search, author=author):
+        click.echo(f"{repo['id']:<50} {(repo['sha'] or '')[:12]}")
