@@ -56,9 +56,7 @@ def collect_statistics(
             )
         saved_control = AlignmentStatistics.load_companion(checkpoint, "control") if control is not None else None
         if saved_control is not None:  # the control must resume too, or it would cover only the new samples
-            control.n = saved_control.n
-            for name, tensor in saved_control.tensors().items():
-                getattr(control, name).copy_(tensor)
+            control.copy_from(saved_control)
     companions = {"control": control} if control is not None else None
     mine = (s for i, s in enumerate(itertools.islice(samples, n_samples)) if i % world_size == rank)
     share = len(range(rank, n_samples, world_size))
