@@ -1,11 +1,22 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from scipy.linalg import orthogonal_procrustes
 
-from atlas_align.errors import NotFittedError, ShapeMismatchError, UnknownNameError
+from atlas_align.errors import AtlasAlignError, NotFittedError, ShapeMismatchError, UnknownNameError
 from atlas_align.fit.methods import METHODS, get_method
-from atlas_align.fit.statistics import AlignmentStatistics, row_normalize
+from atlas_align.fit.statistics import (
+    AlignmentStatistics,
+    ConstantColumnWarning,
+    DegenerateDataError,
+    FewSamplesWarning,
+    NonFiniteActivationError,
+    row_normalize,
+)
+
+DATA_METHODS = [name for name in METHODS.names() if name != "random_rotation"]
 
 
 def planted(n=4000, d_c=48, d_s=32, noise=0.05, seed=0):
@@ -53,11 +64,19 @@ def test_streaming_shards_equal_one_shot():
     one = stats_of(a_s, a_c, with_gram=True)
     sharded = stats_of(a_s, a_c, with_gram=True, shards=3)
     assert one.n == sharded.n == 1000
-    for name, tensor in one.tensors().items():
-        assert torch.allclose(tensor, sharded.tensors()[name], atol=1e-9), name
-    direct = row_normalize(a_s).T @ row_normalize(a_c)
-    assert torch.allclose(one.cross_norm, direct, atol=1e-9)
-    assert torch.allclose(one.covariance(), torch.from_numpy(np.cov(a_s.T.numpy(), a_c.T.numpy())[:32, 32:]), atol=1e-9)
+    derived = ("mean_s", "mean_c", "std_s", "std_c", "covariance", "centered_cross_norm")
+    for name in derived:
+        torch.testing.assert_close(getattr(sharded, name)(), getattr(one, name)(), rtol=0, atol=1e-12, msg=name)
+    for name in ("cross_norm", "gram_norm", "sum_norm_s", "sum_norm_c"):
+        torch.testing.assert_close(getattr(sharded, name), getattr(one, name), rtol=0, atol=1e-10, msg=name)
+    s_hat, c_hat = row_normalize(a_s), row_normalize(a_c)
+    torch.testing.assert_close(one.cross_norm, s_hat.T @ c_hat, rtol=0, atol=1e-10)
+    torch.testing.assert_close(one.gram_norm, c_hat.T @ c_hat, rtol=0, atol=1e-10)
+    centred = (s_hat - s_hat.mean(0)).T @ (c_hat - c_hat.mean(0))
+    torch.testing.assert_close(one.centered_cross_norm(), centred, rtol=0, atol=1e-12)
+    reference = np.cov(a_s.T.numpy(), a_c.T.numpy())
+    torch.testing.assert_close(one.covariance(), torch.from_numpy(reference[:32, 32:]), rtol=0, atol=1e-12)
+    torch.testing.assert_close(one.std_s(), torch.from_numpy(np.sqrt(np.diag(reference)[:32])), rtol=0, atol=1e-12)
 
 
 def test_statistics_save_load_roundtrip(tmp_path):
@@ -66,6 +85,7 @@ def test_statistics_save_load_roundtrip(tmp_path):
     stats.save(tmp_path / "s.safetensors")
     back = AlignmentStatistics.load(tmp_path / "s.safetensors")
     assert back.n == 200 and all(torch.equal(v, back.tensors()[k]) for k, v in stats.tensors().items())
+    assert set(back.tensors()) == set(stats.tensors()) and "gram_comoment_norm" in back.tensors()
 
 
 def test_statistics_reject_mismatched_batches():
@@ -74,16 +94,6 @@ def test_statistics_reject_mismatched_batches():
         stats.update(torch.randn(3, 4), torch.randn(2, 6))
     with pytest.raises(ShapeMismatchError, match="do not match"):
         stats.update(torch.randn(3, 5), torch.randn(3, 6))
-
-
-def _retrieval_mrr(method_name, a_c, a_s):
-    """Each atlas basis vector's translated direction should best match its own planted direction."""
-    fitted = get_method(method_name).fit(stats_of(a_s, a_c, with_gram=METHODS.get(method_name).needs_gram))
-    dirs = row_normalize(fitted.T_.T)  # (d_c, d_s): direction of each atlas feature
-    truth = row_normalize(stats_of(a_s, a_c).covariance().T)
-    sims = dirs @ truth.T
-    ranks = 1 + (sims > sims.diag()[:, None]).sum(1)
-    return float((1.0 / ranks).mean())
 
 
 def test_methods_rank_as_expected():
@@ -110,3 +120,78 @@ def test_estimator_contract(name):
 def test_unknown_method_suggests_closest():
     with pytest.raises(UnknownNameError, match="Did you mean 'procrustes'"):
         get_method("procrustos")
+
+
+# ------------------------------------------------------------------ degenerate input (issue 11, defect 4)
+
+
+@pytest.mark.parametrize("name", DATA_METHODS)
+def test_one_text_corpus_is_refused(name):
+    a_c, a_s, _ = planted(n=1, d_c=10, d_s=6)
+    with pytest.raises(DegenerateDataError, match=r"from 1 sample: .* at least 7"):
+        get_method(name).fit(stats_of(a_s, a_c, with_gram=True))
+
+
+@pytest.mark.parametrize("name", DATA_METHODS)
+def test_too_few_samples_for_the_dimensions_refused_then_warned(name):
+    a_c, a_s, _ = planted(n=60, d_c=40, d_s=30)
+    with pytest.raises(DegenerateDataError, match="needs at least 31"):
+        get_method(name).fit(stats_of(a_s[:30], a_c[:30], with_gram=True))  # rank ≤ 29 < 30: part of T arbitrary
+    with pytest.warns(FewSamplesWarning, match="only 31 samples"):
+        get_method(name).fit(stats_of(a_s[:31], a_c[:31], with_gram=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewSamplesWarning)
+        get_method(name).fit(stats_of(a_s, a_c, with_gram=True))  # 2 × min(d): no warning
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_activations_refused_at_update_naming_rows(bad):
+    stats = AlignmentStatistics(4, 6)
+    stats.update(torch.randn(8, 4), torch.randn(8, 6))
+    atlas = torch.randn(5, 6)
+    atlas[3, 2] = bad
+    with pytest.raises(NonFiniteActivationError, match=r"atlas activations of the batch of samples 8–12 .* 1 NaN/inf values in 1 of 5 rows \(batch rows 3\)"):
+        stats.update(torch.randn(5, 4), atlas)
+    assert stats.n == 8  # the bad batch left nothing behind
+    assert isinstance(NonFiniteActivationError("x"), AtlasAlignError)
+
+
+@pytest.mark.parametrize("name", DATA_METHODS)
+def test_identical_rows_give_no_translation(name):
+    a_c, a_s, _ = planted(n=1, d_c=10, d_s=6)
+    stats = stats_of(a_s.repeat(40, 1), a_c.repeat(40, 1), with_gram=True)
+    with pytest.raises(DegenerateDataError, match=r"every subject activation dimension is constant over the 40 samples \(6 columns: 0, 1, 2, 3, 4, 5\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConstantColumnWarning)
+            get_method(name, **({"alpha": 0.0} if name == "linear_regression" else {})).fit(stats)
+
+
+@pytest.mark.parametrize("name", ["procrustes", "covariance", "correlation", "linear_regression"])
+def test_non_finite_statistics_never_give_a_translation(name):
+    """A tampered or overflowed checkpoint: methods refuse with our error, never a bare torch _LinAlgError or a NaN T."""
+    stats = stats_of(*planted(n=100, d_c=10, d_s=6)[:2][::-1], with_gram=True)
+    for tensor in (stats.comoment, stats.comoment_norm, stats.gram_comoment_norm):
+        tensor[1, 2] = float("nan")
+    with pytest.raises(DegenerateDataError, match="non-finite|NaN/inf"):
+        get_method(name).fit(stats)
+
+
+def test_ridge_without_regularisation_on_dependent_atlas_dims_is_refused_clearly():
+    a_c, a_s, _ = planted(n=200, d_c=8, d_s=6)
+    a_c = torch.cat([a_c, a_c[:, :1]], dim=1)  # a duplicated atlas column: singular Gram
+    with pytest.raises(DegenerateDataError, match="Gram matrix is singular"):
+        get_method("linear_regression", alpha=0.0).fit(stats_of(a_s, a_c, with_gram=True))
+
+
+def test_correlation_of_a_constant_column_is_zero_with_a_warning_naming_it():
+    a_c, a_s, _ = planted(n=500, d_c=10, d_s=6)
+    a_c[:, 4] = 1e4  # an atlas feature that never changes (a dead SAE latent, offset)
+    a_s[:, 2] = -3.0
+    with pytest.warns(ConstantColumnWarning, match=r"subject 1 column: 2; atlas 1 column: 4"):
+        fitted = get_method("correlation").fit(stats_of(a_s, a_c))
+    assert torch.isfinite(fitted.T_).all()
+    assert fitted.T_[:, 4].abs().max() == 0 and fitted.T_[2].abs().max() == 0
+    assert fitted.subject_scale_[2] == 1.0  # never divide by a zero std
+    others = [j for j in range(10) if j != 4]
+    truth = np.corrcoef(a_s[:, [0, 1, 3, 4, 5]].T.numpy(), a_c[:, others].T.numpy())[:5, 5:]
+    np.testing.assert_allclose(fitted.T_[[0, 1, 3, 4, 5]][:, others].numpy(), truth, rtol=0, atol=1e-12)

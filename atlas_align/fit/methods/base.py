@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 
 from atlas_align.errors import NotFittedError
-from atlas_align.fit.statistics import AlignmentStatistics
+from atlas_align.fit.statistics import AlignmentStatistics, DegenerateDataError
 from atlas_align.plugins import Registry
 
 METHODS: Registry[type[AlignmentMethod]] = Registry("alignment method")
@@ -35,6 +35,21 @@ class AlignmentMethod:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call .fit(statistics) first.")
 
     def _set_state(self, T: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> AlignmentMethod:
+        """Store the learned state, refusing a T (or standardisation) that would translate to nonsense."""
+        for what, tensor in (("T", T), ("subject shift", shift), ("subject scale", scale)):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise DegenerateDataError(
+                    f"{self.name} produced a {what} with {bad} non-finite values (of {tensor.numel()}); the statistics "
+                    f"overflowed float64 or are degenerate. Check the activations' scale."
+                )
+        if not bool(T.any()):
+            raise DegenerateDataError(
+                f"{self.name} produced an all-zero T: no activation dimension varies with any other. "
+                f"The corpus is too uniform (or every column is constant) to align anything."
+            )
+        if bool((scale == 0).any()):
+            raise DegenerateDataError(f"{self.name} produced a subject scale of 0, which would divide by zero.")
         self.T_ = T.to(torch.float64)
         self.subject_shift_ = shift.to(torch.float64)
         self.subject_scale_ = scale.to(torch.float64)

@@ -6,7 +6,7 @@ import torch
 
 from atlas_align.errors import ConfigError
 from atlas_align.fit.methods.base import METHODS, AlignmentMethod
-from atlas_align.fit.statistics import AlignmentStatistics
+from atlas_align.fit.statistics import AlignmentStatistics, DegenerateDataError
 
 
 @METHODS.register("covariance")
@@ -17,20 +17,26 @@ class Covariance(AlignmentMethod):
     row_normalize = False
 
     def fit(self, stats: AlignmentStatistics) -> Covariance:
+        stats.require_enough_samples(self.name)
         return self._set_state(stats.covariance(), stats.mean_s(), torch.ones(stats.d_s, dtype=torch.float64))
 
 
 @METHODS.register("correlation")
 class Correlation(AlignmentMethod):
-    """T = cross-correlation (covariance divided by both standard deviations)."""
+    """T = cross-correlation (covariance divided by both standard deviations).
+
+    A dimension that never varies has no correlation: its row/column of T is 0 (with a warning
+    naming it), and its subject scale is 1 (its standardised value is 0 either way).
+    """
 
     name = "correlation"
     row_normalize = False
 
     def fit(self, stats: AlignmentStatistics) -> Correlation:
-        std_s = stats.std_s().clamp_min(1e-12)
-        std_c = stats.std_c().clamp_min(1e-12)
-        corr = stats.covariance() / torch.outer(std_s, std_c)
+        stats.require_enough_samples(self.name)
+        corr = stats.correlation()
+        std_s = stats.std_s()
+        std_s[stats.constant_columns()[0]] = 1.0
         return self._set_state(corr, stats.mean_s(), std_s)
 
 
@@ -53,7 +59,14 @@ class LinearRegression(AlignmentMethod):
     def fit(self, stats: AlignmentStatistics) -> LinearRegression:
         if stats.gram_norm is None:
             raise ConfigError("linear_regression needs statistics collected with with_gram=True.")
-        n = max(stats.n, 1)
+        stats.require_enough_samples(self.name)
+        n = stats.n
         gram = stats.gram_norm / n + self.alpha * torch.eye(stats.d_c, dtype=torch.float64)
-        t_transposed = torch.linalg.solve(gram, stats.cross_norm.T / n)
+        try:
+            t_transposed = torch.linalg.solve(gram, stats.cross_norm.T / n)
+        except torch.linalg.LinAlgError as exc:
+            raise DegenerateDataError(
+                f"linear_regression: the atlas Gram matrix is singular (alpha={self.alpha}); some atlas dimensions are "
+                f"linearly dependent. Use alpha > 0 (e.g. --method-param alpha=1e-3). ({exc})"
+            ) from None
         return self._set_state(t_transposed.T.contiguous(), torch.zeros(stats.d_s, dtype=torch.float64), torch.ones(stats.d_s, dtype=torch.float64))

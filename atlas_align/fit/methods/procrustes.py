@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from atlas_align.fit.methods.base import METHODS, AlignmentMethod
-from atlas_align.fit.statistics import AlignmentStatistics
+from atlas_align.fit.statistics import AlignmentStatistics, DegenerateDataError
 
 
 @METHODS.register("procrustes")
@@ -26,14 +26,17 @@ class Procrustes(AlignmentMethod):
         self.center = center
 
     def fit(self, stats: AlignmentStatistics) -> Procrustes:
-        cross = stats.cross_norm
-        shift = torch.zeros(stats.d_s, dtype=torch.float64)
+        stats.require_enough_samples(self.name)
         if self.center:
-            n = max(stats.n, 1)
-            cross = cross - torch.outer(stats.sum_norm_s, stats.sum_norm_c) / n
-            shift = stats.sum_norm_s / n
-        u, _, vh = torch.linalg.svd(cross, full_matrices=False)
-        return self._set_state(u @ vh, shift, torch.ones(stats.d_s, dtype=torch.float64))
+            cross, shift = stats.centered_cross_norm(), stats.mean_norm_s.clone()
+        else:
+            cross, shift = stats.cross_norm, torch.zeros(stats.d_s, dtype=torch.float64)
+        if not bool(cross.any()):
+            raise DegenerateDataError(
+                f"procrustes: the {'centred ' if self.center else ''}cross-moment of the normalised activations is zero "
+                f"(every {'row is the same' if self.center else 'row pair is orthogonal'}), so no rotation is preferred."
+            )
+        return self._set_state(_polar_factor(cross), shift, torch.ones(stats.d_s, dtype=torch.float64))
 
 
 @METHODS.register("random_rotation")
@@ -49,5 +52,15 @@ class RandomRotation(AlignmentMethod):
     def fit(self, stats: AlignmentStatistics) -> RandomRotation:
         gen = torch.Generator().manual_seed(self.seed)
         g = torch.randn(stats.d_s, stats.d_c, generator=gen, dtype=torch.float64)
-        u, _, vh = torch.linalg.svd(g, full_matrices=False)
-        return self._set_state(u @ vh, torch.zeros(stats.d_s, dtype=torch.float64), torch.ones(stats.d_s, dtype=torch.float64))
+        return self._set_state(_polar_factor(g), torch.zeros(stats.d_s, dtype=torch.float64), torch.ones(stats.d_s, dtype=torch.float64))
+
+
+def _polar_factor(matrix: torch.Tensor) -> torch.Tensor:
+    """U Vᵀ of the thin SVD: the semi-orthogonal matrix nearest to ``matrix``; never a bare torch error."""
+    if not bool(torch.isfinite(matrix).all()):
+        raise DegenerateDataError("procrustes: the cross-moment holds NaN/inf values; the activations overflowed float64.")
+    try:
+        u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    except torch.linalg.LinAlgError as exc:
+        raise DegenerateDataError(f"procrustes: the SVD of the cross-moment did not converge ({exc}).") from None
+    return u @ vh
