@@ -45,7 +45,7 @@ def test_public_api_is_small_and_resolves():
     import atlas_align
 
     assert len(atlas_align.__all__) <= 15
-    assert sorted(atlas_align.__all__) == sorted(atlas_align._EXPORTS)
+    assert sorted(atlas_align.__all__) == sorted([*atlas_align._EXPORTS, "extract_pooled", "load_model"])
     for name in atlas_align.__all__:
         assert getattr(atlas_align, name) is not None
 
