@@ -48,7 +48,7 @@ def bucketed_pool(tok, texts_, forward, batch_size: int, max_length: int, group_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 texts, 2 rounds (about 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="16 texts, 1 round (a smoke run for CI)")
     parser.add_argument("--texts", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -57,8 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    n_texts = args.texts or (64 if args.quick else 192)
-    rounds = args.rounds or (2 if args.quick else 3)
+    n_texts = args.texts or (16 if args.quick else 192)
+    rounds = args.rounds or (1 if args.quick else 3)
 
     tok = tokenizer()
     model = smollm2_shaped_llama()
