@@ -21,9 +21,16 @@ from atlas_align.errors import ConfigError, UnknownNameError
 from atlas_align.harness.benchmarks import BENCHMARKS, BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
 from atlas_align.harness.benchmarks.base import label_category, texts_fingerprint, validated_concepts
 from atlas_align.harness.benchmarks.judges import AtlasJudge, LexiconJudge, LLMJudge, SteeringConcept, category_lexicon, get_judge
-from atlas_align.harness.benchmarks.metrics import auroc, average_precision, chance_reciprocal_rank, r_precision, rank_of_first_relevant
+from atlas_align.harness.benchmarks.metrics import (
+    NonFiniteScoreError,
+    auroc,
+    average_precision,
+    chance_reciprocal_rank,
+    r_precision,
+    rank_of_first_relevant,
+)
 from atlas_align.harness.benchmarks.steering import faithfulness
-from atlas_align.harness.benchmarks.synthetic import planted_problem
+from atlas_align.harness.benchmarks.synthetic import InMemorySpace, planted_problem
 from atlas_align.refs import AtlasRef, SubjectRef
 from tests.tiny_models import tiny_llama, word_tokenizer
 
@@ -62,6 +69,59 @@ def test_mrr_and_r_precision_by_hand():
     # row 2: all tied → ties count against the query: rank 5; top-1 is an irrelevant item.
     assert rank_of_first_relevant(scores, relevant).tolist() == [2, 4, 5]
     assert r_precision(scores, relevant).tolist() == [0.5, 0.0, 0.0]
+
+
+def test_nan_scores_rank_last_never_first():
+    """Issue 11: a NaN on the relevant item used to rank it first (MRR 1.000 for an all-NaN T)."""
+    nan = float("nan")
+    scores = np.array([[nan, 0.1, 0.2, 0.3], [nan, nan, nan, nan], [0.5, nan, nan, 0.1], [nan, 0.4, 0.4, -np.inf]])
+    relevant = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]], dtype=bool)
+    # row 0: the relevant NaN comes after the 3 real scores; row 1: all NaN → last (rank 4);
+    # row 2: irrelevant NaNs never beat a real score → rank 1; row 3: a tie with 0.4 counts against it → 2.
+    assert rank_of_first_relevant(scores, relevant).tolist() == [4, 4, 1, 2]
+    assert r_precision(scores, relevant).tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert auroc([nan, 0.1, 0.2, 0.3], [1, 0, 0, 0]) == 0.0  # a NaN positive is the lowest score
+    assert average_precision([nan, 0.1, 0.2, 0.3], [1, 0, 0, 0]) == pytest.approx(0.25)
+
+
+def test_pessimistic_ties_for_several_relevant_items():
+    scores = np.array([[0.7, 0.7, 0.7, 0.7, 0.1]])
+    relevant = np.array([[1, 1, 0, 0, 0]], dtype=bool)
+    assert rank_of_first_relevant(scores, relevant).tolist() == [3]  # behind both tied irrelevant items
+    assert r_precision(scores, relevant).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("benchmark", ["translation", "retrieval"])
+@pytest.mark.parametrize("where", ["all", "one"])
+def test_non_finite_T_is_refused_not_scored(benchmark, where):
+    problem = planted_problem(seed=0)
+    if where == "all":
+        problem.alignment.T = torch.full_like(problem.alignment.T, float("nan"))
+    else:  # one spoiled activation can spoil one entry of a covariance T
+        problem.alignment.T[3, 5] = float("inf")
+    with pytest.raises(NonFiniteScoreError, match=r"The alignment's T holds non-finite values \((\d+ NaN|1 inf) of"):
+        get_benchmark(benchmark).run(_ctx(problem))
+
+
+@pytest.mark.parametrize("benchmark", ["translation", "retrieval"])
+def test_non_finite_subject_activations_are_refused_not_scored(benchmark):
+    problem = planted_problem(seed=0)
+    texts = [s.text for s in problem.samples]
+    rows = torch.cat(list(problem.subject.pooled_batches(texts)))
+    rows[::7] = float("nan")  # e.g. a bfloat16 overflow on some texts
+    with pytest.raises(NonFiniteScoreError, match="translated .* scores hold non-finite values"):
+        get_benchmark(benchmark).run(BenchmarkContext(alignment=problem.alignment, subject=InMemorySpace(dict(zip(texts, rows))), atlas=problem.atlas, heldout=problem.samples, seed=0))
+
+
+def test_all_zero_T_scores_chance_or_worse():
+    problem = planted_problem(seed=0)
+    problem.alignment.T = torch.zeros_like(problem.alignment.T)
+    ctx = _ctx(problem)
+    retrieval = get_benchmark("retrieval").run(ctx)
+    assert retrieval.metrics["mrr"] < retrieval.chance["mrr"]  # every tie counts against the query
+    assert retrieval.metrics["mpp"] == 0.0
+    translation = get_benchmark("translation").run(ctx)
+    assert translation.metrics["auroc"] == 0.5
 
 
 def test_chance_reciprocal_rank():

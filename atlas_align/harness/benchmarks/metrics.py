@@ -1,7 +1,11 @@
 """Vectorised ranking metrics, column-wise over features (no per-sample Python loops).
 
 ``auroc`` and ``average_precision`` match scikit-learn's ``roc_auc_score`` and
-``average_precision_score`` exactly, ties included (tests check it). All arithmetic is float64.
+``average_precision_score`` exactly, ties included (tests check it): tied scores give chance
+credit, never a perfect score. The retrieval ranks (``rank_of_first_relevant``, ``r_precision``)
+break ties pessimistically: a relevant item ranks after every irrelevant item it ties with.
+Everywhere a NaN score ranks last (below −inf), so a broken score can never look like a hit;
+the benchmarks refuse non-finite scores outright (``require_finite``). All arithmetic is float64.
 """
 
 from __future__ import annotations
@@ -9,7 +13,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
+
+from atlas_align.errors import AtlasAlignError
+
+
+class NonFiniteScoreError(AtlasAlignError, ValueError):
+    """A translation or its scores hold NaN or ±inf, so no metric computed from them means anything."""
+
+
+def require_finite(values, what: str, fix: str = "") -> None:
+    """Raise :class:`NonFiniteScoreError` naming how many values of ``what`` are NaN/inf."""
+    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        kinds = ", ".join(f"{int(k.sum())} {name}" for name, k in (("NaN", np.isnan(arr)), ("inf", np.isinf(arr))) if k.any())
+        raise NonFiniteScoreError(f"{what} hold{'s' if not what.endswith('s') else ''} non-finite values ({kinds} of {arr.size}); {fix or 'no score computed from them would mean anything.'}")
+
+
+def _nan_last(s: np.ndarray) -> np.ndarray:
+    """NaN → −inf so it sorts below every real score (ties with a true −inf are rare and harmless)."""
+    return np.where(np.isnan(s), -np.inf, s)
 
 
 def _as_2d(scores, labels) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -27,7 +52,7 @@ def auroc(scores, labels) -> np.ndarray | float:
     A column with no positives or no negatives gives NaN.
     """
     s, y, vector = _as_2d(scores, labels)
-    ranks = rankdata(s, axis=0, method="average")
+    ranks = rankdata(_nan_last(s), axis=0, method="average")
     n_pos = y.sum(0).astype(np.float64)
     n_neg = y.shape[0] - n_pos
     rank_sum = np.where(y, ranks, 0.0).sum(0)
@@ -43,6 +68,7 @@ def average_precision(scores, labels) -> np.ndarray | float:
     precision at the group's end. A column with no positives gives NaN.
     """
     s, y, vector = _as_2d(scores, labels)
+    s = _nan_last(s)
     n = s.shape[0]
     order = np.argsort(-s, axis=0, kind="stable")
     s_sorted = np.take_along_axis(s, order, axis=0)
@@ -62,14 +88,19 @@ def average_precision(scores, labels) -> np.ndarray | float:
 
 
 def rank_of_first_relevant(scores, relevant) -> np.ndarray:
-    """Per row of ``scores`` (Q, F): 1 + the number of irrelevant items scoring ≥ the best relevant one.
+    """Per row of ``scores`` (Q, F): 1 + the number of irrelevant items ranked before the best relevant one.
 
-    Ties count against the query (pessimistic), so constant scores never look like a hit.
+    Ties count against the query (pessimistic), so constant scores never look like a hit. NaN
+    ranks last: an irrelevant NaN never beats a relevant item, a relevant NaN comes after every
+    irrelevant item (NaN or not), so an all-NaN row ranks its relevant item last.
     """
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     r = np.atleast_2d(np.asarray(relevant).astype(bool))
-    best = np.where(r, s, -np.inf).max(1, keepdims=True)
-    return 1 + (~r & (s >= best)).sum(1)
+    nan = np.isnan(s)
+    usable = r & ~nan
+    best = np.where(usable, s, -np.inf).max(1, keepdims=True)
+    above = (~r & ~nan & (s >= best)).sum(1)
+    return np.where(usable.any(1), 1 + above, 1 + (~r).sum(1))
 
 
 def r_precision(scores, relevant) -> np.ndarray:
@@ -77,8 +108,8 @@ def r_precision(scores, relevant) -> np.ndarray:
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     r = np.atleast_2d(np.asarray(relevant).astype(bool))
     p = r.sum(1)
-    # Sort by score descending; among equal scores irrelevant items come first (pessimistic).
-    order = np.lexsort((r, -s), axis=-1)
+    # Sort by score descending, NaN last; among equal scores irrelevant items come first (pessimistic).
+    order = np.lexsort((r, -_nan_last(s)), axis=-1)
     r_sorted = np.take_along_axis(r, order, axis=1)
     hits_cum = np.cumsum(r_sorted, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -30,7 +30,7 @@ from atlas_align.harness.benchmarks.base import (
     register_benchmark,
     validated_concepts,
 )
-from atlas_align.harness.benchmarks.metrics import chance_reciprocal_rank, r_precision, rank_of_first_relevant
+from atlas_align.harness.benchmarks.metrics import chance_reciprocal_rank, r_precision, rank_of_first_relevant, require_finite
 from atlas_align.harness.benchmarks.translation import shuffled_columns
 from atlas_align.plugins import Registry
 
@@ -70,6 +70,7 @@ class RetrievalBenchmark(Benchmark):
                 "this alignment's atlas has none."
             )
         d_c = ctx.alignment.config.d_c
+        require_finite(ctx.alignment.T, "The alignment's T", "re-fit it; a NaN T would rank every query first.")
         perm = shuffled_columns(d_c, ctx.seed).numpy()
         used_texts: list[str] = []
         names, weights, queries, relevant, n_texts = [], [], [], [], []
@@ -89,6 +90,7 @@ class RetrievalBenchmark(Benchmark):
         if not names:
             raise ConfigError(f"No concept had ≥ {cfg.min_queries} query sequences from generator {cfg.generator!r}; use more held-out samples.")
         scores, rel, w = np.stack(queries), np.stack(relevant), np.asarray(weights, dtype=np.float64)
+        require_finite(scores, "The translated query scores", "the subject activations overflowed (try --dtype float32).")
         control_scores = scores[:, perm]
         ranks, control_ranks = rank_of_first_relevant(scores, rel), rank_of_first_relevant(control_scores, rel)
         precision, control_precision = r_precision(scores, rel), r_precision(control_scores, rel)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_align.errors import ConfigError
 from atlas_align.harness.benchmarks.base import Benchmark, BenchmarkContext, BenchmarkResult, register_benchmark
-from atlas_align.harness.benchmarks.metrics import auroc, average_precision, nanmean
+from atlas_align.harness.benchmarks.metrics import auroc, average_precision, nanmean, require_finite
 
 
 def shuffled_columns(d_c: int, seed: int) -> torch.Tensor:
@@ -48,7 +48,9 @@ class TranslationBenchmark(Benchmark):
         texts = ctx.heldout_texts()
         if len(texts) < 2 * cfg.min_positives:
             raise ConfigError(f"translation needs at least {2 * cfg.min_positives} held-out texts; got {len(texts)}.")
+        require_finite(ctx.alignment.T, "The alignment's T", "re-fit it; scores from it would mean nothing.")
         translated = ctx.alignment.translate_to_atlas(ctx.subject_pooled(texts)).double().numpy()
+        require_finite(translated, "The translated held-out scores", "the subject activations overflowed (try --dtype float32).")
         active = (ctx.atlas_pooled(texts) > cfg.active_threshold).numpy()
         n_pos = active.sum(0)
         eligible = np.flatnonzero((n_pos >= cfg.min_positives) & (len(texts) - n_pos >= cfg.min_positives))
