@@ -48,9 +48,32 @@ class AlignmentConfig(BaseModel):
     weights_sha256: str | None = None
 
 
+def check_weights(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse weights that can only translate to nonsense: NaN/inf anywhere, an all-zero T, a zero scale.
+
+    A NaN T ranks every retrieval query first and an all-zero T ties every score, so neither may
+    be saved, loaded or scored.
+    """
+    for name in TENSOR_NAMES:
+        if name not in tensors:
+            continue
+        tensor = tensors[name]
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise IntegrityError(
+                f"{where}: tensor {name!r} holds {bad} NaN/inf values (of {tensor.numel()}); this alignment is broken. "
+                f"Re-run the alignment (its statistics or activations overflowed)."
+            )
+    if "T" in tensors and not bool(tensors["T"].any()):
+        raise IntegrityError(f"{where}: T is all zeros, so every translated score ties; re-run the alignment.")
+    if "subject_scale" in tensors and bool((tensors["subject_scale"] == 0).any()):
+        raise IntegrityError(f"{where}: subject_scale has zeros, which would divide by zero; re-run the alignment.")
+
+
 def write_weights(directory: Path, tensors: dict[str, torch.Tensor], config: AlignmentConfig) -> str:
     """Write model.safetensors atomically with provenance in its header; returns its sha256."""
     path = directory / WEIGHTS_FILENAME
+    check_weights({k: v.detach().to(torch.float32) for k, v in tensors.items()}, f"Refusing to write {path}")
     metadata = {
         "format": "pt",
         "atlas_align_format_version": str(FORMAT_VERSION),
@@ -106,4 +129,5 @@ def read_weights(path: str | Path, config: AlignmentConfig) -> dict[str, torch.T
             raise IntegrityError(f"{path} lacks tensor {name!r}.")
         if tuple(tensors[name].shape) != shape:
             raise ShapeMismatchError(f"Tensor {name!r} in {path} has shape {tuple(tensors[name].shape)}, config says {shape}.")
+    check_weights(tensors, f"Refusing to load {path}")
     return tensors

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from atlas_align.files import atomic_write_text
-from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, LeaderboardRow
 from atlas_align.alignment.artifact import AlignmentConfig
-from atlas_align.files import CONFIG_FILENAME, EVAL_RESULTS_FILENAME
+from atlas_align.errors import IntegrityError
+from atlas_align.files import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, atomic_write_text
+from atlas_align.harness.benchmarks.metrics import NonFiniteScoreError
+from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, LeaderboardRow
+from atlas_align.leaderboard.verify import nonfinite_metrics
 
 # A verifier re-runs the benchmarks on a downloaded snapshot folder and returns eval-results JSON.
 Verifier = Callable[[Path], dict[str, Any]]
@@ -23,7 +24,10 @@ TOLERANCE = 1e-3
 
 
 def extract_metrics(eval_results: dict[str, Any] | None) -> tuple[dict[str, float | None], dict[str, str]]:
-    """Map an eval_results.json document to the board's metric columns and benchmark versions."""
+    """Map an eval_results.json document to the board's metric columns and benchmark versions.
+
+    A NaN/inf value maps to None (no number is shown or ranked); ``nonfinite_metrics`` names them.
+    """
     metrics: dict[str, float | None] = {key: None for key in METRIC_COLUMNS}
     versions: dict[str, str] = {}
     if not eval_results:
@@ -40,7 +44,7 @@ def extract_metrics(eval_results: dict[str, Any] | None) -> tuple[dict[str, floa
     for key, (_, path) in METRIC_COLUMNS.items():
         bench, metric = path.split(":")
         value = by_name.get(bench, {}).get(metric)
-        metrics[key] = float(value) if isinstance(value, (int, float)) else None
+        metrics[key] = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
     return metrics, versions
 
 
@@ -85,6 +89,7 @@ def collect(
         config = AlignmentConfig.model_validate_json(Path(config_path).read_text())
         reported = _download_eval_results(api, model.id, sha, cache_dir)
         reported_metrics, versions = extract_metrics(reported)
+        reported_bad = nonfinite_metrics(reported)
         row = LeaderboardRow(
             repo_id=model.id,
             commit=sha,
@@ -98,15 +103,25 @@ def collect(
             self_reported=reported_metrics,
             benchmark_versions=versions,
             status="self-reported" if reported else "unevaluated",
+            notes=f"non-finite self-reported {', '.join(reported_bad)} dropped" if reported_bad else "",
         )
         if verify:
             try:
-                row = _verify(api, row, cache, verifier, cache_dir)
+                row = _verify(api, row, cache, verifier, cache_dir, reported_bad=reported_bad)
+            except (IntegrityError, NonFiniteScoreError) as exc:  # the artifact itself is broken: show no number
+                row = _refused(row, exc)
             except Exception as exc:  # one broken submission must not stop the nightly board
                 row = row.model_copy(update={"notes": f"verification failed: {type(exc).__name__}: {str(exc)[:200]}"})
         rows.append(row)
     endpoint = getattr(api, "endpoint", None) or "https://huggingface.co"
-    return Leaderboard(generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), registry=endpoint, rows=rows)
+    return Leaderboard(generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), registry=endpoint, rows=rows)
+
+
+def _refused(row: LeaderboardRow, exc: Exception) -> LeaderboardRow:
+    """A row whose artifact is broken (non-finite or all-zero T, non-finite scores): no metric is shown or ranked."""
+    empty = {key: None for key in METRIC_COLUMNS}
+    note = f"refused: {type(exc).__name__}: {str(exc)[:200]}"
+    return row.model_copy(update={"metrics": empty, "status": "unevaluated", "notes": note})
 
 
 def _download_eval_results(api, repo_id: str, sha: str, cache_dir: str | Path) -> dict[str, Any] | None:
@@ -119,7 +134,7 @@ def _download_eval_results(api, repo_id: str, sha: str, cache_dir: str | Path) -
     return json.loads(Path(path).read_text())
 
 
-def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifier | None, cache_dir: str | Path) -> LeaderboardRow:
+def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifier | None, cache_dir: str | Path, *, reported_bad: list[str] = ()) -> LeaderboardRow:
     verified = cache.get(row.commit, row.benchmark_versions)
     if verified is None:
         if verifier is None:
@@ -127,13 +142,19 @@ def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifi
         folder = Path(api.snapshot_download(row.repo_id, revision=row.commit, cache_dir=str(Path(cache_dir) / "hub")))
         verified = verifier(folder)
         cache.put(row.commit, row.benchmark_versions, verified)
+    bad = nonfinite_metrics(verified)  # whatever verifier (or cache) produced it, a NaN never verifies
+    if bad:
+        raise NonFiniteScoreError(f"recomputed metrics are not finite ({', '.join(bad)})")
     recomputed, versions = extract_metrics(verified)
-    status = "corrected" if _differs(recomputed, row.self_reported) else "verified"
+    # A NaN/inf self-reported score was a wrong claim even if the recomputed one is fine.
+    wrong_claim = any(path in {p for _, p in METRIC_COLUMNS.values()} for path in reported_bad)
+    status = "corrected" if wrong_claim or _differs(recomputed, row.self_reported) else "verified"
     # Metrics the verifier does not recompute (steering) stay self-reported, and the note says so.
     metrics = {k: recomputed[k] if recomputed.get(k) is not None else row.self_reported.get(k) for k in METRIC_COLUMNS}
     kept = [k for k in METRIC_COLUMNS if recomputed.get(k) is None and row.self_reported.get(k) is not None]
     notes = "; ".join(filter(None, [
         "self-reported scores differ from the recomputed ones" if status == "corrected" else "",
+        f"non-finite self-reported {', '.join(reported_bad)}" if reported_bad else "",
         f"{', '.join(kept)} self-reported" if kept else "",
     ]))
     return row.model_copy(update={"metrics": metrics, "benchmark_versions": {**row.benchmark_versions, **versions}, "status": status, "notes": notes})
