@@ -124,3 +124,12 @@ def test_token_transform_applies_before_pooling():
     plain = ActivationExtractor(model, tok, hook).pooled(TEXTS)
     neg = ActivationExtractor(model, tok, hook, token_transform=lambda x: -x).pooled(TEXTS)
     assert not torch.allclose(plain, -neg)  # max(-x) = -min(x) differs from -max(x)
+
+
+def test_layers_by_index_negative_index_or_relative_depth():
+    from atlas_align.models.activations import layer_index
+
+    assert [layer_index(x, 30) for x in (0, 20, -1, 0.0, 0.66, 1.0, 0.5, 2.0)] == [0, 20, 29, 0, 19, 29, 14, 2]
+    assert resolve_hookpoint(tiny_llama(layers=3), 0.5).path == "layers.1"
+    with pytest.raises(HookpointError, match="relative depth"):
+        layer_index(1.5, 30)

