@@ -151,3 +151,15 @@ def test_python_dash_m_runs_the_cli():
     for module in ("atlas_align.cli", "atlas_align.cli.main"):
         result = subprocess.run([sys.executable, "-m", module, "steer", "export", "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "--absolute" in result.stdout, result.stderr
+
+
+def test_demo_steering_step_reports_the_relative_strength():
+    from atlas_align.atlas.labels import FeatureLabels
+    from atlas_align.cli.demo import STEER_STRENGTH, _steer
+    from tests.tiny_models import tiny_llama, word_tokenizer
+
+    al = make_alignment()
+    al.labels = FeatureLabels()  # no labels: the demo steers toward feature 0
+    lines: list[str] = []
+    _steer(al, tiny_llama(), word_tokenizer("bos"), lines.append)
+    assert f"strength {STEER_STRENGTH:g} × the median token norm" in lines[0] and any("0 λ=" in line for line in lines)

@@ -36,7 +36,7 @@ def _user_error_message(exc: Exception) -> str | None:
     if isinstance(exc, HfHubHTTPError):
         return f"The Hub/registry refused the request: {str(exc).splitlines()[0]}. Check HF_ENDPOINT, HF_TOKEN and the repo id."
     if isinstance(exc, EntryNotFoundError):  # includes LocalEntryNotFoundError: offline and not cached
-        return f"Not found on the Hub or in the local cache: {str(exc).splitlines()[0]}. Check the name, or go online."
+        return f"Not found on the Hub or in the local cache: {str(exc).splitlines()[0].rstrip('.')}. Check the name, or go online."
     if isinstance(exc, HFValidationError):
         return f"Not a folder and not a valid repo id: {str(exc).splitlines()[0]}"
     return None
