@@ -195,3 +195,10 @@ def test_correlation_of_a_constant_column_is_zero_with_a_warning_naming_it():
     others = [j for j in range(10) if j != 4]
     truth = np.corrcoef(a_s[:, [0, 1, 3, 4, 5]].T.numpy(), a_c[:, others].T.numpy())[:5, 5:]
     np.testing.assert_allclose(fitted.T_[[0, 1, 3, 4, 5]][:, others].numpy(), truth, rtol=0, atol=1e-12)
+
+
+def test_all_zero_T_is_refused_at_fit():
+    stats = stats_of(*planted(n=100, d_c=10, d_s=6)[:2][::-1])
+    stats.comoment.zero_()  # no dimension co-varies with any other
+    with pytest.raises(DegenerateDataError, match="covariance produced an all-zero T"):
+        get_method("covariance").fit(stats)
