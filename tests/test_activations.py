@@ -133,3 +133,17 @@ def test_layers_by_index_negative_index_or_relative_depth():
     assert resolve_hookpoint(tiny_llama(layers=3), 0.5).path == "layers.1"
     with pytest.raises(HookpointError, match="relative depth"):
         layer_index(1.5, 30)
+
+
+def test_a_layer_sweep_equals_single_layer_runs_and_stops_after_the_deepest():
+    from atlas_align.models.activations import LayerSweepExtractor
+
+    model, tok = tiny_llama(layers=4), word_tokenizer("bos")
+    hooks = [resolve_hookpoint(model, i) for i in (2, 0)]
+    calls = []
+    for i, layer in enumerate(model.model.layers):
+        layer.register_forward_hook(lambda *_a, i=i: calls.append(i))
+    swept = LayerSweepExtractor(model, tok, hooks, batch_size=2).pooled(TEXTS)
+    assert swept.shape == (len(TEXTS), 2, 32) and max(calls) == 2  # layer 3 never ran
+    for j, hook in enumerate(hooks):
+        torch.testing.assert_close(swept[:, j], ActivationExtractor(model, tok, hook, batch_size=2).pooled(TEXTS))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from atlas_align.errors import HookpointError, ShapeMismatchError
-from atlas_align.models.hooks import forward_to, output_tensor
+from atlas_align.models.hooks import forward_to, forward_to_many, output_tensor
 from atlas_align.refs import PoolingConfig
 
 Site = Literal["resid", "mlp"]
@@ -196,19 +196,13 @@ class ActivationExtractor:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
 
-    @torch.inference_mode()
-    def _forward_batch(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
-        )
+    def _tokenize(self, texts: list[str]):
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_special_tokens_mask=True, return_tensors="pt")
         special = enc.pop("special_tokens_mask").to(torch.bool)
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        acts = forward_to(self.model, self.module, inputs, self.hookpoint.path)
+        return enc, special, inputs
+
+    def _pool(self, acts: torch.Tensor, enc, special: torch.Tensor) -> torch.Tensor:
         norms = acts.float().norm(dim=-1).cpu() if self.pooling.outlier_ratio is not None else None
         mask = pooling_mask(
             enc["attention_mask"], special, self.pooling, causal=self.causal,
@@ -217,6 +211,11 @@ class ActivationExtractor:
         if self.token_transform is not None:
             acts = self.token_transform(acts.to(torch.float32))
         return masked_max_pool(acts.float(), mask.to(acts.device)).cpu()
+
+    @torch.inference_mode()
+    def _forward_batch(self, texts: list[str]) -> torch.Tensor:
+        enc, special, inputs = self._tokenize(texts)
+        return self._pool(forward_to(self.model, self.module, inputs, self.hookpoint.path), enc, special)
 
     def pooled_batches(self, texts: Iterable[str], progress: bool = False, total: int | None = None) -> Iterator[torch.Tensor]:
         """Yield pooled activations (float32, CPU) for consecutive groups of texts, in input order."""
@@ -251,4 +250,24 @@ class ActivationExtractor:
         return torch.cat(parts) if parts else torch.empty(0, 0)
 
 
-__all__ = ["ActivationExtractor", "Hookpoint", "PoolingConfig", "base_model", "block_list", "hidden_size", "is_causal_lm", "masked_max_pool", "output_tensor", "pooling_mask", "resolve_hookpoint"]
+class LayerSweepExtractor(ActivationExtractor):
+    """Pooled activations at several hookpoints from one forward pass (stopped after the deepest one).
+
+    ``pooled_batches`` yields (B, k, d) tensors, hookpoint j in ``[:, j]``; use :meth:`layer` for one of them.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, hookpoints: list[Hookpoint], **kwargs) -> None:
+        if not hookpoints:
+            raise HookpointError("A layer sweep needs at least one layer.")
+        super().__init__(model, tokenizer, hookpoints[0], **kwargs)
+        self.hookpoints = list(hookpoints)
+        self.modules = [base_model(model).get_submodule(h.path) for h in self.hookpoints]
+
+    @torch.inference_mode()
+    def _forward_batch(self, texts: list[str]) -> torch.Tensor:
+        enc, special, inputs = self._tokenize(texts)
+        outputs = forward_to_many(self.model, self.modules, inputs, [h.path for h in self.hookpoints])
+        return torch.stack([self._pool(acts, enc, special) for acts in outputs], dim=1)
+
+
+__all__ = ["ActivationExtractor", "LayerSweepExtractor", "Hookpoint", "PoolingConfig", "base_model", "block_list", "hidden_size", "is_causal_lm", "masked_max_pool", "output_tensor", "pooling_mask", "resolve_hookpoint"]

@@ -6,7 +6,7 @@ The one forward-and-stop used by pooled extraction (``activations``) and per-tok
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,13 +33,27 @@ def _accepts_use_cache(model: nn.Module) -> bool:
 
 def forward_to(model: nn.Module, module: nn.Module, inputs: Mapping[str, torch.Tensor], name: str = "") -> torch.Tensor:
     """The output of ``module`` when ``model`` runs on ``inputs``; the forward pass stops there (no KV cache)."""
-    captured: list[torch.Tensor] = []
+    return forward_to_many(model, [module], inputs, [name])[0]
 
-    def hook(_module, _args, output):
-        captured.append(output_tensor(output))
-        raise _StopForward
 
-    handle = module.register_forward_hook(hook)
+def forward_to_many(model: nn.Module, modules: Sequence[nn.Module], inputs: Mapping[str, torch.Tensor], names: Sequence[str] = ()) -> list[torch.Tensor]:
+    """The outputs of several modules from one forward pass, which stops once all of them have run.
+
+    A layer sweep reads k layers for the price of a pass to the deepest one.
+    """
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(slot: int):
+        def hook(_module, _args, output):
+            captured.setdefault(slot, output_tensor(output))
+            if len(captured) == len(modules):
+                raise _StopForward
+
+        return hook
+
+    for slot, module in enumerate(modules):
+        handles.append(module.register_forward_hook(make_hook(slot)))
     try:
         if _accepts_use_cache(model):
             model(**inputs, use_cache=False)
@@ -48,7 +62,9 @@ def forward_to(model: nn.Module, module: nn.Module, inputs: Mapping[str, torch.T
     except _StopForward:
         pass
     finally:
-        handle.remove()
-    if not captured:
-        raise HookpointError(f"Hookpoint {name or type(module).__name__!r} was never reached during the forward pass.")
-    return captured[0]
+        for handle in handles:
+            handle.remove()
+    missing = [names[i] if i < len(names) and names[i] else type(modules[i]).__name__ for i in range(len(modules)) if i not in captured]
+    if missing:
+        raise HookpointError(f"Hookpoint(s) {', '.join(map(repr, missing))} were never reached during the forward pass.")
+    return [captured[i] for i in range(len(modules))]
