@@ -57,3 +57,23 @@ class ModelLoadError(AtlasAlignError, RuntimeError):
 
 class NotYetImplemented(AtlasAlignError, NotImplementedError):
     """A capability that is planned but not built yet."""
+
+
+class DegenerateDataError(AtlasAlignError, ValueError):
+    """The activations cannot support a fit: too few samples, non-finite values, or nothing to align."""
+
+
+class NonFiniteActivationError(DegenerateDataError):
+    """A batch of activations holds NaN or ±inf values."""
+
+
+class NonFiniteScoreError(AtlasAlignError, ValueError):
+    """A translation or its scores hold NaN or ±inf, so no metric computed from them means anything."""
+
+
+class FewSamplesWarning(UserWarning):
+    """Enough samples to fit, too few for a reliable estimate."""
+
+
+class ConstantColumnWarning(UserWarning):
+    """Some activation dimensions never vary, so their correlation is undefined (set to 0)."""

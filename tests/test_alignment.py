@@ -10,6 +10,7 @@ from atlas_align.atlas.labels import FeatureLabel
 from atlas_align.atlas.spaces import RawModelSpace
 from atlas_align.errors import ConfigError, IntegrityError, ShapeMismatchError
 from atlas_align.models.activations import ActivationExtractor, resolve_hookpoint
+from atlas_align.models.hooks import output_tensor
 from atlas_align.models.steering import norm_preserving_add
 from atlas_align.refs import AtlasRef, SubjectRef
 from tests.tiny_models import WORDS, tiny_bert, tiny_llama, word_tokenizer
@@ -94,9 +95,17 @@ def test_steer_changes_generation_and_always_removes_hooks():
     inputs = tok(["the dog"], return_tensors="pt")
     plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
     seen = []
-    model.model.layers[1].register_forward_hook(lambda _m, _a, out: seen.append((out[0] if isinstance(out, tuple) else out).norm(dim=-1)))
+    # Registered before steering, this probe runs first and sees the layer's unsteered output; the
+    # next layer's input is the steered one. Norm preservation: same per-token norms, new direction.
+    model.model.layers[1].register_forward_hook(lambda _m, _a, out: seen.append(output_tensor(out).detach().clone()))
+    after_steer = []
+    probe = model.model.layers[2].register_forward_pre_hook(lambda _m, args: after_steer.append(args[0].detach().clone()))
     with al.steer(model, "cats", strength=50.0) as steering:
+        model(**inputs)
         steered = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    probe.remove()
+    torch.testing.assert_close(after_steer[0].norm(dim=-1), seen[0].norm(dim=-1), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(after_steer[0], seen[0], atol=1e-3)
     assert steering.direction.shape == (32,) and steering.coefficient == pytest.approx(50.0 * steering.unit)  # relative
     assert not torch.equal(plain, steered)
     assert len(model.model.layers[1]._forward_hooks) == 1  # only the probe hook is left

@@ -134,7 +134,7 @@ def test_leaderboard_refuses_rows_with_a_broken_T_or_non_finite_metrics(tmp_path
     rows = {row.repo_id: row for row in board.rows}
     for refused in ("u/nan-T", "u/nan-recomputed"):
         row = rows[refused]
-        assert row.status != "verified" and row.notes.startswith("refused:"), row
+        assert row.status == "refused" and row.notes.startswith("refused:"), row
         assert all(value is None for value in row.metrics.values())  # no number shown or ranked
     assert "IntegrityError" in rows["u/nan-T"].notes
     assert "NonFiniteScoreError" in rows["u/nan-recomputed"].notes and "translation:auroc" in rows["u/nan-recomputed"].notes

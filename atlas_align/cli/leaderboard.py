@@ -32,7 +32,7 @@ def leaderboard_build(endpoint, token, verify, out, cache_dir):
 
     board = collect(make_api(endpoint, token), verify=verify, cache_dir=cache_dir)
     paths = render(board, out)
-    counts = {s: sum(r.status == s for r in board.rows) for s in ("verified", "corrected", "self-reported", "unevaluated")}
+    counts = {s: sum(r.status == s for r in board.rows) for s in ("verified", "corrected", "self-reported", "unevaluated", "refused")}
     click.echo(f"{len(board.rows)} alignments ({', '.join(f'{v} {k}' for k, v in counts.items() if v)}) → {', '.join(str(p) for p in paths.values())}")
 
 

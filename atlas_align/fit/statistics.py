@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from atlas_align.errors import AtlasAlignError, IntegrityError, ShapeMismatchError
+from atlas_align.errors import (  # noqa: F401 - re-exported: callers import them from here too
+    ConstantColumnWarning,
+    DegenerateDataError,
+    FewSamplesWarning,
+    IntegrityError,
+    NonFiniteActivationError,
+    ShapeMismatchError,
+)
 from atlas_align.files import atomic_path
 
 _EPS = 1e-12
@@ -44,20 +51,6 @@ CONSTANT_TOLERANCE = 1e-12
 WARN_SAMPLES_PER_DIMENSION = 2
 
 
-class DegenerateDataError(AtlasAlignError, ValueError):
-    """The activations cannot support a fit: too few samples, non-finite values, or nothing to align."""
-
-
-class NonFiniteActivationError(DegenerateDataError):
-    """A batch of activations holds NaN or ±inf values."""
-
-
-class FewSamplesWarning(UserWarning):
-    """Enough samples to fit, too few for a reliable estimate."""
-
-
-class ConstantColumnWarning(UserWarning):
-    """Some activation dimensions never vary, so their correlation is undefined (set to 0)."""
 
 
 def row_normalize(x: torch.Tensor) -> torch.Tensor:

@@ -121,7 +121,7 @@ def _refused(row: LeaderboardRow, exc: Exception) -> LeaderboardRow:
     """A row whose artifact is broken (non-finite or all-zero T, non-finite scores): no metric is shown or ranked."""
     empty = {key: None for key in METRIC_COLUMNS}
     note = f"refused: {type(exc).__name__}: {str(exc)[:200]}"
-    return row.model_copy(update={"metrics": empty, "status": "unevaluated", "notes": note})
+    return row.model_copy(update={"metrics": empty, "status": "refused", "notes": note})
 
 
 def _download_eval_results(api, repo_id: str, sha: str, cache_dir: str | Path) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "mpp": ("MPP", "retrieval:mpp"),
     "faithfulness": ("Faithfulness", "steering:faithfulness_atlas"),
 }
-Status = Literal["verified", "self-reported", "corrected", "unevaluated"]
+Status = Literal["verified", "self-reported", "corrected", "unevaluated", "refused"]
 
 
 class LeaderboardRow(BaseModel):

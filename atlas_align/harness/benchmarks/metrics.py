@@ -16,11 +16,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from atlas_align.errors import AtlasAlignError
-
-
-class NonFiniteScoreError(AtlasAlignError, ValueError):
-    """A translation or its scores hold NaN or ±inf, so no metric computed from them means anything."""
+from atlas_align.errors import NonFiniteScoreError
 
 
 def require_finite(values, what: str, fix: str = "") -> None:
