@@ -163,3 +163,81 @@ def test_demo_steering_step_reports_the_relative_strength():
     lines: list[str] = []
     _steer(al, tiny_llama(), word_tokenizer("bos"), lines.append)
     assert f"strength {STEER_STRENGTH:g} × the median token norm" in lines[0] and any("0 λ=" in line for line in lines)
+
+
+def test_layer_accepts_index_negative_and_relative_depth(monkeypatch, tmp_path):
+    from atlas_align.alignment import pipeline
+
+    seen = _capture(monkeypatch, pipeline, "run_alignment")
+    for raw, expected in (("20", 20), ("-2", -2), ("0.66", 0.66), ("1.0", 1.0), ("0", 0)):
+        result = CliRunner().invoke(main, ["align", "--layer", raw, "--out", str(tmp_path / "x")])
+        assert isinstance(result.exception, _Stop), result.output
+        layer = seen["args"][0].layer
+        assert layer == expected and type(layer) is type(expected), (raw, layer)
+    assert pipeline.AlignRequest().layer == 0.66  # a relative depth: valid for every model
+    for bad in ("1.5", "abc", "-0.3"):
+        result = CliRunner().invoke(main, ["align", "--layer", bad, "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)
+
+
+def test_help_states_layer_numbering_once_and_lists_every_packaged_model():
+    from atlas_align.models.assets import KNOWN_MODELS
+
+    text = " ".join(CliRunner().invoke(main, ["align", "--help"]).output.split())
+    assert text.count("hidden_states[L+1]") == 1 and "output of block L" in text
+    for name in KNOWN_MODELS:
+        assert name in text.replace("- ", "-"), name  # click may wrap a name at its hyphen
+
+
+def test_corpus_options_reach_the_request(monkeypatch, tmp_path):
+    from atlas_align.alignment import pipeline
+
+    seen = _capture(monkeypatch, pipeline, "run_alignment")
+    args = ["align", "--text-unit", "line", "--window-words", "20", "--heldout-fraction", "0.3", "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(main, args)
+    assert isinstance(result.exception, _Stop), result.output
+    corpus = seen["args"][0].corpus
+    assert (corpus.text_unit, corpus.window_words, corpus.heldout_fraction) == ("line", 20, 0.3)
+    assert "[default: paragraph]" in CliRunner().invoke(main, ["align", "--help"]).output
+
+
+def test_align_prints_the_resolved_block_and_warns_on_a_short_corpus(tmp_path):
+    from tests.test_sweep import tiny_folders
+
+    subject, atlas_model = tiny_folders(tmp_path)
+    corpus = tmp_path / "lines.txt"
+    animals, verbs, things = ("dog", "cat", "horse", "bird", "fish"), ("runs", "eats", "sleeps"), ("apple", "bread", "cheese", "car", "boat", "train")
+    corpus.write_text("\n".join(f"the {a} {v} a {t}" for a in animals for v in verbs for t in things))  # 90 lines, no blank line
+    base = ["align", "--subject", str(subject), "--atlas", f"model:{atlas_model}@1", "--corpus", str(corpus), "--heldout-fraction", "0.2",
+            "--heldout-samples", "4", "--batch-size", "4", "--layer", "0.66", "--out", str(tmp_path / "out")]  # fmt: skip
+    result = CliRunner().invoke(main, [*base, "--samples", "500", "--text-unit", "line"])
+    assert result.exit_code == 0, result.output
+    assert "--layer 0.66 → block 2 of 4 (0..3)" in result.output and "hidden_states[3]" in result.output
+    used = int(result.output.split("training texts used: ")[1].split()[0])
+    assert 60 <= used < 90 and f"--samples 500 asks for more texts than the corpus's train split holds: it has {used}" in result.output
+    assert "--text-unit line" in result.output
+    result = CliRunner().invoke(main, [*base, "--samples", "500"])  # as one paragraph: 450 words → 10 windows of 48
+    assert result.exit_code == 2 and "--text-unit paragraph" in result.output
+    assert int(result.output.split("training texts used: ")[1].split()[0]) <= 10
+
+
+def test_models_lists_packaged_models_and_describes_any_model(tmp_path):
+    import json
+
+    from atlas_align.models.assets import KNOWN_MODELS
+    from tests.test_sweep import tiny_folders
+
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0, result.output
+    for model in KNOWN_MODELS.values():
+        assert model.name in result.output and model.install_command in result.output
+    subject, bert = tiny_folders(tmp_path)
+    result = CliRunner().invoke(main, ["models", str(subject)])
+    assert result.exit_code == 0, result.output
+    assert "4 blocks (--layer 0..3" in result.output and "hidden width 32" in result.output and "layers.3.mlp" in result.output
+    assert "0.66→2" in result.output
+    info = json.loads(CliRunner().invoke(main, ["models", str(bert), "--json"]).output)
+    assert info["n_layers"] == 2 and info["hidden_size"] == 16 and not info["causal_lm"]
+    assert info["hookpoints"][1] == {"block": 1, "resid": "encoder.layer.1", "hidden_states": 2, "mlp": "encoder.layer.1.output.dense"}
+    result = CliRunner().invoke(main, ["models", str(tmp_path / "nothing-here")])
+    assert result.exit_code == 2 and "Traceback" not in result.output

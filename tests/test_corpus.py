@@ -80,3 +80,18 @@ def test_uniform_sampling_is_seeded_nested_and_split_pure(tmp_path):
     assert held and not held & {s.text for s in iter_samples(cfg, "train", limit=10_000)}
     assert len(list(iter_samples(cfg.model_copy(update={"scan_limit": 50}), "all", limit=1000))) == 50
     assert list(iter_samples(cfg, "train", limit=0)) == []
+
+
+def test_text_unit_paragraph_line_window(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("one two three\nfour five\n\nsix seven eight nine\n")
+    texts = lambda unit, **kw: [s.text for s in iter_samples(CorpusConfig(source=str(path), text_unit=unit, **kw), "all")]  # noqa: E731
+    assert texts("paragraph") == ["one two three four five", "six seven eight nine"]  # the default, as before
+    assert CorpusConfig().text_unit == "paragraph"
+    assert texts("line") == ["one two three", "four five", "six seven eight nine"]
+    assert texts("window", window_words=4) == ["one two three four", "five six seven eight", "nine"]
+    # one sentence per line, no blank lines: 'paragraph' glues all 500 lines together; 'line' keeps them
+    (tmp_path / "lines.txt").write_text("\n".join(f"sentence {i} is here" for i in range(500)))
+    by_line = list(iter_samples(CorpusConfig(source=str(tmp_path / "lines.txt"), text_unit="line"), "all"))
+    assert len(by_line) == 500
+    assert len(list(iter_samples(CorpusConfig(source=str(tmp_path / "lines.txt")), "all"))) == 42  # 2000 words / 48

@@ -1,7 +1,7 @@
 """`atlas-align` command line: the click group, the one table of user errors, and shared options.
 
 Each noun has its own module (``align``, ``demo``, ``search``, ``hub``, ``registry``, ``leaderboard``,
-``atlas``, ``eval``, ``steer``) holding thin click commands that call one library function and
+``atlas``, ``eval``, ``steer``, ``models``) holding thin click commands that call one library function and
 print; :data:`COMMANDS` below is the one list of them, loaded on first use. Defaults are not repeated
 here: :class:`FieldDefault` reads them from the pydantic model (or function) that owns them, lazily,
 so ``--help`` and the light commands do not import torch.
@@ -103,6 +103,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "eval": ("eval", "eval_command"),
     "leaderboard": ("leaderboard", "leaderboard"),
+    "models": ("models", "models"),
     "pull": ("hub", "pull"),
     "push": ("hub", "push"),
     "registry": ("registry", "registry"),

@@ -1,7 +1,10 @@
 """Shared-input corpus: the identical texts both models read.
 
 Texts are chunked at *word* boundaries (never tokens) so that the atlas model and the subject
-model see the same characters whatever their tokenizers. The train / held-out split is decided by
+model see the same characters whatever their tokenizers. A ``.txt`` file gives one text per
+blank-line paragraph (``text_unit="paragraph"``, the default), per non-empty line (``"line"``: one
+sentence per line), or the whole file as one stream (``"window"``); every text is then cut into
+windows of at most ``window_words`` words. The train / held-out split is decided by
 hashing each window's text, so it is deterministic, independent of order and of N.
 
 Sampling is uniform by default: asking for N windows returns the N whose seeded hash is smallest
@@ -28,6 +31,7 @@ from atlas_align.errors import CorpusError
 BUILTIN = "builtin"
 Split = Literal["train", "heldout", "all"]
 Sampling = Literal["uniform", "sequential"]
+TextUnit = Literal["paragraph", "line", "window"]
 
 
 class CorpusConfig(BaseModel):
@@ -37,6 +41,11 @@ class CorpusConfig(BaseModel):
 
     source: str = Field(BUILTIN, description="'builtin', a local .txt/.jsonl(.gz) file or folder, or a HF dataset id")
     text_field: str = "text"
+    text_unit: TextUnit = Field(
+        "paragraph",
+        description="how a .txt file becomes texts: 'paragraph' (blank-line separated), 'line' (one per non-empty line) "
+        "or 'window' (the whole file cut into windows of window_words); every text is then cut at window_words",
+    )
     window_words: int = Field(48, ge=4, le=4096)
     heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_salt: str = "atlas-align-v1"
@@ -72,7 +81,7 @@ def chunk_words(text: str, window_words: int) -> list[str]:
     return [" ".join(words[i : i + window_words]) for i in range(0, len(words), window_words)]
 
 
-def _rows_from_file(path: Path, text_field: str) -> Iterator[dict]:
+def _rows_from_file(path: Path, text_field: str, text_unit: TextUnit = "paragraph") -> Iterator[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
     with opener(path, "rt", encoding="utf-8") as handle:
@@ -90,6 +99,12 @@ def _rows_from_file(path: Path, text_field: str) -> Iterator[dict]:
                         f"pass --text-field with the right key."
                     )
                 yield row
+        elif text_unit == "line":  # plain text: one document per non-empty line
+            for line in handle:
+                if line.strip():
+                    yield {text_field: line.strip()}
+        elif text_unit == "window":  # plain text: the whole file, cut into windows downstream
+            yield {text_field: handle.read()}
         else:  # plain text: one document per blank-line-separated paragraph
             paragraph: list[str] = []
             for line in handle:
@@ -110,14 +125,14 @@ def _iter_rows(cfg: CorpusConfig) -> Iterator[dict]:
         return
     path = Path(cfg.source).expanduser()
     if path.is_file():
-        yield from _rows_from_file(path, cfg.text_field)
+        yield from _rows_from_file(path, cfg.text_field, cfg.text_unit)
         return
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".txt", ".jsonl", ".jsonl.gz", ".txt.gz")))
         if not files:
             raise CorpusError(f"Folder {path} holds no .txt or .jsonl files; put your texts there or pass another --corpus.")
         for file in files:
-            yield from _rows_from_file(file, cfg.text_field)
+            yield from _rows_from_file(file, cfg.text_field, cfg.text_unit)
         return
     if cfg.source.count("/") == 1 and not cfg.source.startswith((".", "/", "~")):
         yield from _iter_hf_dataset(cfg)
