@@ -27,6 +27,10 @@ from atlas_align.cli.main import FieldDefault, endpoint_option, friendly_errors,
 def eval_command(artifact, benchmarks, samples, seed, revision, out, atlas_spec, concepts, push_repo, tag, endpoint, token, as_json):
     """Run the versioned benchmarks on an alignment and write eval_results.json, the card and the plot.
 
+    Progress goes to stderr, one line per benchmark. A benchmark that does not apply is skipped with
+    its reason (on a raw-layer atlas, `model:NAME@LAYER`, retrieval and steering need labels it has
+    not got; steering needs a causal LM); the others still run.
+
     \b
     Example:
       atlas-align eval runs/smollm2-l20 --benchmarks translation,retrieval --samples 1000
@@ -36,11 +40,11 @@ def eval_command(artifact, benchmarks, samples, seed, revision, out, atlas_spec,
 
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     params = {"steering": {"concepts": [c.strip() for c in concepts.split(",")]}} if concepts else None
-    report = evaluate(artifact, names, samples=samples, seed=seed, revision=revision, out=out, atlas=atlas_spec, params=params)
+    report = evaluate(artifact, names, samples=samples, seed=seed, revision=revision, out=out, atlas=atlas_spec, params=params, log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps({k: v.model_dump(mode="json") for k, v in report.results.items()}, indent=2))
     else:
-        click.echo(format_tables(report.results))
+        click.echo(format_tables(report.results, report.skipped))
         click.echo(f"Wrote {', '.join(p.name for p in report.files)} to {report.folder}")
     if push_repo:
         from atlas_align.registry.hub import make_api, push_folder

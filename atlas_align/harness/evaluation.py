@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from atlas_align.corpus.sources import CorpusConfig, Sample, iter_samples
 from atlas_align.errors import ConfigError, IntegrityError
 from atlas_align.files import CARD_FILENAME, CONFIG_FILENAME, EVAL_RESULTS_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME, atomic_write_text
 from atlas_align.harness.benchmarks import BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
+from atlas_align.harness.benchmarks.base import Benchmark, NotApplicable, validated_concepts
 from atlas_align.refs import AtlasSpec
 
 DEFAULT_BENCHMARKS = ("translation", "retrieval", "steering")
@@ -40,6 +42,7 @@ class EvalReport:
     alignment: AtlasAlignment
     results: dict[str, BenchmarkResult]
     files: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # benchmark key → why it does not apply
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -100,14 +103,53 @@ def build_context(alignment: AtlasAlignment, *, samples: int = 1000, seed: int =
     )  # fmt: skip
 
 
-def run_benchmarks(ctx: BenchmarkContext, benchmarks: Sequence[str] = DEFAULT_BENCHMARKS, params: dict[str, dict[str, Any]] | None = None) -> dict[str, BenchmarkResult]:
-    """Run each benchmark (bare names resolve to their latest version) on one shared context."""
+def _steering_prerequisites(ctx: BenchmarkContext) -> str | None:
+    if ctx.model is None:
+        return f"steering needs a causal LM subject that can generate; {ctx.alignment.config.subject.model_id} cannot."
+    if not validated_concepts(ctx.labels):
+        raw = getattr(getattr(ctx.atlas, "ref", None), "kind", None) == "raw"
+        return "steering needs validated atlas features with a category label; " + ("a raw-layer atlas (model:NAME@LAYER) has none." if raw else "this alignment's atlas has none.")
+    return None
+
+
+# Checks of benchmarks that do not declare ``not_applicable`` themselves, by benchmark name.
+PREREQUISITES: dict[str, Callable[[BenchmarkContext], str | None]] = {"steering": _steering_prerequisites}
+
+
+def skip_reason(bench: Benchmark, ctx: BenchmarkContext) -> str | None:
+    """Why ``bench`` does not apply to this alignment, or None."""
+    check = PREREQUISITES.get(bench.name)
+    return bench.not_applicable(ctx) or (check(ctx) if check else None)
+
+
+def run_benchmarks(ctx: BenchmarkContext, benchmarks: Sequence[str] = DEFAULT_BENCHMARKS, params: dict[str, dict[str, Any]] | None = None, *, log: Callable[[str], None] | None = None, skipped: dict[str, str] | None = None) -> dict[str, BenchmarkResult]:
+    """Run each benchmark (bare names resolve to their latest version) on one shared context.
+
+    A benchmark that does not apply (no labels on a raw-layer atlas, no causal LM for steering) is
+    left out and its reason stored in ``skipped``; without a ``skipped`` dict it raises
+    :class:`NotApplicable`. ``log`` receives one line as each benchmark starts and ends.
+    """
     params = params or {}
     results = {}
-    for name in benchmarks:
+    say = log or (lambda _message: None)
+    for i, name in enumerate(benchmarks, 1):
         key = benchmark_key(name)
         bench = get_benchmark(key, **params.get(name, params.get(key, {})))
-        results[key] = bench.run(ctx)
+        reason = skip_reason(bench, ctx)
+        if reason is None:
+            say(f"[{i}/{len(benchmarks)}] {key}: running on {len(ctx.heldout)} held-out texts ...")
+            start = time.perf_counter()
+            try:
+                results[key] = bench.run(ctx)
+            except NotApplicable as exc:
+                reason = str(exc)
+            else:
+                say(f"[{i}/{len(benchmarks)}] {key}: done in {time.perf_counter() - start:.1f}s")
+        if reason is not None:
+            if skipped is None:
+                raise NotApplicable(reason)
+            skipped[key] = reason
+            say(f"[{i}/{len(benchmarks)}] {key}: skipped — {reason}")
     return results
 
 
@@ -238,25 +280,34 @@ def _local_artifact(artifact: str | Path, revision: str | None, out: str | Path 
     return folder, str(artifact), sha
 
 
-def evaluate(artifact: str | Path, benchmarks: Sequence[str] = DEFAULT_BENCHMARKS, *, samples: int = 1000, seed: int = 0, revision: str | None = None, out: str | Path | None = None, params: dict[str, dict[str, Any]] | None = None, atlas: str | None = None, subject_bundle=None, subject_space=None, atlas_space=None, heldout: Sequence[Sample] | None = None, plot: bool = True) -> EvalReport:
+def evaluate(artifact: str | Path, benchmarks: Sequence[str] = DEFAULT_BENCHMARKS, *, samples: int = 1000, seed: int = 0, revision: str | None = None, out: str | Path | None = None, params: dict[str, dict[str, Any]] | None = None, atlas: str | None = None, subject_bundle=None, subject_space=None, atlas_space=None, heldout: Sequence[Sample] | None = None, plot: bool = True, log: Callable[[str], None] | None = None) -> EvalReport:
     """Evaluate an artifact folder or Hub repo on ``benchmarks`` and write the results into the folder.
 
     A repo id is downloaded (at ``revision``) into ``out`` first (default ``<org>--<name>-eval``).
     ``params`` maps a benchmark name to its settings, e.g. ``{"steering": {"concepts": ["noun.animal"]}}``.
+    Benchmarks that do not apply (e.g. retrieval and steering on a raw-layer atlas, which has no
+    labels) are skipped and listed in ``EvalReport.skipped`` with the reason; if none applies,
+    :class:`NotApplicable` is raised. ``log`` receives progress lines (loading, each benchmark).
     """
+    say = log or (lambda _message: None)
     folder, repo_id, artifact_revision = _local_artifact(artifact, revision, out)
     alignment = AtlasAlignment.from_pretrained(folder)
     keys = [benchmark_key(b) for b in benchmarks]  # fail on a typo before loading models
+    cfg = alignment.config
+    say(f"loading subject {cfg.subject.model_id} ({cfg.subject.hookpoint}) and atlas {cfg.atlas.atlas_id}; drawing {samples if heldout is None else len(heldout)} held-out texts ...")
+    start = time.perf_counter()
     ctx = build_context(alignment, samples=samples, seed=seed, subject_bundle=subject_bundle, subject_space=subject_space, atlas_space=atlas_space, atlas=atlas, heldout=heldout, artifact_revision=artifact_revision)
-    if "steering@1" in keys and ctx.model is None:
-        raise ConfigError(f"steering needs a causal LM subject; {alignment.config.subject.model_id} cannot generate. Drop it from --benchmarks.")
-    results = run_benchmarks(ctx, keys, params)
+    say(f"loaded in {time.perf_counter() - start:.1f}s: {len(ctx.heldout)} held-out texts")
+    skipped: dict[str, str] = {}
+    results = run_benchmarks(ctx, keys, params, log=log, skipped=skipped)
+    if not results:
+        raise NotApplicable("None of the requested benchmarks applies to this alignment: " + " ".join(f"{k}: {v}" for k, v in skipped.items()))
     files = write_eval_outputs(folder, alignment, results, repo_id=repo_id, revision=revision, plot=plot)
-    return EvalReport(folder=folder, alignment=alignment, results=results, files=files)
+    return EvalReport(folder=folder, alignment=alignment, results=results, files=files, skipped=skipped)
 
 
-def format_tables(results: dict[str, BenchmarkResult]) -> str:
-    """Plain-text tables: each metric beside its shuffled-T control and chance; the steering table."""
+def format_tables(results: dict[str, BenchmarkResult], skipped: dict[str, str] | None = None) -> str:
+    """Plain-text tables: each metric beside its shuffled-T control and chance; the steering table; what was skipped and why."""
     lines = []
     for key, result in results.items():
         lines.append(f"{key}  ({result.provenance.n_heldout} input texts, fingerprint {result.provenance.heldout_fingerprint[:12]})")
@@ -273,5 +324,9 @@ def format_tables(results: dict[str, BenchmarkResult]) -> str:
                 cells = "".join(f"{row.get('p2_' + j, float('nan')):>14.2f}{row.get('p2_' + j + '_control', float('nan')):>8.2f}" for j in judges)
                 example = row["example"].replace("\n", " ")[:48]
                 lines.append(f"  {row['concept']:<20}{row['strength']:>6g}{row['lambda']:>9.1f}{cells}{row['fluent']:>8.2f}  {example!r}")
+        lines.append("")
+    for key, reason in (skipped or {}).items():
+        lines.append(f"{key}  skipped: {reason}")
+    if skipped:
         lines.append("")
     return "\n".join(lines)

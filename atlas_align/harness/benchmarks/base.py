@@ -31,6 +31,13 @@ from atlas_align.refs import library_version
 RESULT_FORMAT_VERSION = 1
 
 
+class NotApplicable(ConfigError):
+    """A benchmark does not apply to this alignment (e.g. retrieval on an unlabelled raw-layer atlas); the message says why.
+
+    ``evaluate`` skips such a benchmark and reports the reason instead of failing the whole run.
+    """
+
+
 class Provenance(BaseModel):
     """Where a result came from; everything needed to decide whether two results are comparable."""
 
@@ -226,6 +233,10 @@ class Benchmark(ABC):
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def not_applicable(self, ctx: BenchmarkContext) -> str | None:
+        """Why this benchmark cannot run on ``ctx`` (checked before ``run``), or None when it applies."""
+        return None
 
     @abstractmethod
     def run(self, ctx: BenchmarkContext) -> BenchmarkResult: ...

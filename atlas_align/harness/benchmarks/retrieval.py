@@ -27,6 +27,7 @@ from atlas_align.harness.benchmarks.base import (
     Benchmark,
     BenchmarkContext,
     BenchmarkResult,
+    NotApplicable,
     register_benchmark,
     validated_concepts,
 )
@@ -60,15 +61,21 @@ class RetrievalBenchmark(Benchmark):
     version = 1
     Config = RetrievalConfig
 
+    def not_applicable(self, ctx: BenchmarkContext) -> str | None:
+        if validated_concepts(ctx.labels):
+            return None
+        raw = getattr(getattr(ctx.atlas, "ref", None), "kind", None) == "raw"
+        return (
+            "retrieval needs validated atlas features whose labels name a category (e.g. 'animals (noun.animal)'); "
+            + ("a raw-layer atlas (model:NAME@LAYER) has no labels." if raw else "this alignment's atlas has none.")
+        )
+
     def run(self, ctx: BenchmarkContext) -> BenchmarkResult:
         cfg = self.config
         generate = QUERY_GENERATORS.get(cfg.generator)
         concepts = validated_concepts(ctx.labels)
         if not concepts:
-            raise ConfigError(
-                "retrieval needs validated atlas features whose labels name a category (e.g. 'animals (noun.animal)'); "
-                "this alignment's atlas has none."
-            )
+            raise NotApplicable(self.not_applicable(ctx))
         d_c = ctx.alignment.config.d_c
         require_finite(ctx.alignment.T, "The alignment's T", "re-fit it; a NaN T would rank every query first.")
         perm = shuffled_columns(d_c, ctx.seed).numpy()

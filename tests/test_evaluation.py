@@ -1,0 +1,55 @@
+"""`atlas-align eval`: progress per benchmark; on a raw-layer atlas it runs what applies and says what it skipped."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from atlas_align.cli.main import main
+from atlas_align.files import EVAL_RESULTS_FILENAME
+from tests.test_sweep import tiny_folders, write_corpus
+
+
+@pytest.fixture
+def raw_atlas_artifact(tmp_path):
+    """An alignment of a tiny Llama onto a tiny BERT's raw layer (`model:FOLDER@1`: no SAE, no labels)."""
+    subject, atlas_model = tiny_folders(tmp_path)
+    corpus = write_corpus(tmp_path / "c.jsonl", n=300)
+    out = tmp_path / "art"
+    result = CliRunner().invoke(main, [
+        "align", "--subject", str(subject), "--layer", "-1", "--atlas", f"model:{atlas_model}@1", "--corpus", str(corpus),
+        "--heldout-fraction", "0.25", "--samples", "150", "--heldout-samples", "0", "--batch-size", "8", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_eval_on_a_raw_layer_atlas_runs_translation_and_skips_the_rest_with_reasons(raw_atlas_artifact):
+    result = CliRunner().invoke(main, ["eval", str(raw_atlas_artifact), "--samples", "60"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "loading subject" in out and "[1/3] translation@1: running on" in out and "[1/3] translation@1: done in" in out
+    assert "[2/3] retrieval@1: skipped" in out and "raw-layer atlas (model:NAME@LAYER) has no labels" in out
+    assert "[3/3] steering@1: skipped" in out
+    assert "retrieval@1  skipped:" in out and "auroc" in out  # the final table: what ran, then what was skipped
+    written = json.loads((raw_atlas_artifact / EVAL_RESULTS_FILENAME).read_text())
+    assert list(written["results"]) == ["translation@1"]
+
+
+def test_nothing_applicable_is_a_one_line_error(raw_atlas_artifact):
+    result = CliRunner().invoke(main, ["eval", str(raw_atlas_artifact), "--benchmarks", "retrieval", "--samples", "40"])
+    assert result.exit_code == 2 and "None of the requested benchmarks applies" in result.output and "Traceback" not in result.output
+
+
+def test_run_benchmarks_without_a_skip_list_raises_not_applicable(raw_atlas_artifact):
+    from atlas_align.alignment.model import AtlasAlignment
+    from atlas_align.harness.benchmarks.base import NotApplicable
+    from atlas_align.harness.evaluation import build_context, run_benchmarks
+
+    ctx = build_context(AtlasAlignment.from_pretrained(raw_atlas_artifact), samples=40)
+    with pytest.raises(NotApplicable, match="retrieval needs validated atlas features"):
+        run_benchmarks(ctx, ["retrieval"])
+    skipped: dict[str, str] = {}
+    lines: list[str] = []
+    assert run_benchmarks(ctx, ["retrieval"], skipped=skipped, log=lines.append) == {}
+    assert list(skipped) == ["retrieval@1"] and "skipped" in lines[-1]
