@@ -1,11 +1,17 @@
-"""Rebuild the published leaderboard/ from real offline models, through a real registry server.
+"""Rebuild the published leaderboard/ across real offline models, through a real registry server.
 
-Aligns SmolLM2-135M-Instruct (layers 10 and 20) to the built-in atlas, fits several methods from
-each single statistics pass (procrustes, covariance, correlation, and the random_rotation chance
-control), pushes every artifact to a throw-away registry server, and runs the same
-`leaderboard build --verify` path CI runs, so every row is recomputed by the verifier.
+For each subject model, ONE forward pass per batch over a uniform sample of the built-in corpus
+(``LayerSweepExtractor``, stopped after the deepest requested layer) accumulates one set of
+statistics per layer; every method is fitted from those statistics, pushed to a throw-away
+registry server, and the same ``leaderboard build --verify`` path CI runs recomputes every row.
+The held-out activations the verifier needs are pooled once per model (again one sweep) into the
+content-addressed activation cache, so verifying 5 methods × k layers never re-runs a model.
 
-    python scripts/build_demo_leaderboard.py --samples 1500 --verify-samples 500 --out leaderboard
+    python scripts/build_demo_leaderboard.py                       # the published board
+    python scripts/build_demo_leaderboard.py --models smollm2:0.5,1.0 --samples 700 --out /tmp/lb   # a small one
+
+A model spec is NAME:LAYERS with LAYERS comma-free-separated by '/' or ',' after the colon:
+relative depths (0.5) or block indices (3).
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,58 +27,96 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+DEFAULT_MODELS = [
+    "smollm2:0.25,0.5,0.66,1.0",
+    "gemma3-270m:0.25,0.5,0.66,1.0",
+    "qwen-coder-0.5b:0.25,0.5,0.66,1.0",
+    "mpnet:0.25,0.5,0.66,1.0",
+    "minilm:1,2,3,5",  # the atlas's own model: its layer 3 is the sanity row that must score highest
+]
+METHODS = "procrustes,covariance,correlation,linear_regression,random_rotation"
+BATCH, MAX_LENGTH = 16, 128  # as `atlas-align eval` (and so the verifier) pools
+
+
+def parse_model(spec: str) -> tuple[str, list[int | float]]:
+    name, _, layers = spec.partition(":")
+    return name, [float(x) if "." in x else int(x) for x in layers.replace("/", ",").split(",") if x]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=1500)
-    parser.add_argument("--verify-samples", type=int, default=500)
-    parser.add_argument("--layers", default="10,20")
-    parser.add_argument("--methods", default="procrustes,covariance,correlation,random_rotation")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME:LAYERS, e.g. smollm2:0.25,0.5,1.0")
+    parser.add_argument("--samples", type=int, default=1500, help="shared training texts per model")
+    parser.add_argument("--verify-samples", type=int, default=500, help="held-out texts the verifier re-runs the benchmarks on")
+    parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--out", default=str(REPO / "leaderboard"))
+    parser.add_argument("--cache", default=None, help="activation cache folder (default: a temporary one)")
     args = parser.parse_args()
 
     from tests.registry_server_fixture import start_registry_server, stop_registry_server
 
     root = Path(tempfile.mkdtemp(prefix="atlas-align-board-"))
+    os.environ["ATLAS_ALIGN_ACTIVATION_CACHE"] = args.cache or str(root / "activations")
     server = start_registry_server(root / "registry", lfs_threshold=None)
     os.environ.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")
+    started = time.perf_counter()
     try:
-        from atlas_align.alignment.pipeline import _wrap, load_atlas_space, load_subject
+        import torch
+
+        from atlas_align.alignment.pipeline import _wrap
+        from atlas_align.atlas.spaces import load_atlas_space
         from atlas_align.corpus.sources import CorpusConfig, iter_samples
-        from atlas_align.fit.collect import collect_statistics
-        from atlas_align.fit.methods import METHODS
+        from atlas_align.fit.methods import METHODS as REGISTRY
+        from atlas_align.fit.statistics import AlignmentStatistics
+        from atlas_align.harness.evaluation import heldout_samples
         from atlas_align.leaderboard.collect import collect
         from atlas_align.leaderboard.render import render
-        from atlas_align.leaderboard.verify import verify_folder
-        from atlas_align.models.activations import ActivationExtractor, hidden_size, resolve_hookpoint
-        from atlas_align.refs import CorpusRef, SubjectRef
+        from atlas_align.leaderboard.verify import VERIFY_SEED, verify_folder
+        from atlas_align.models.activations import LayerSweepExtractor, hidden_size, resolve_hookpoint
+        from atlas_align.models.cache import ActivationCache, atlas_identity, subject_identity
+        from atlas_align.models.loading import load_subject
+        from atlas_align.refs import CorpusRef, PoolingConfig, SubjectRef
         from atlas_align.registry.hub import push_folder
 
         api = server.api()
-        model, tokenizer, model_id = load_subject("smollm2")
-        atlas = load_atlas_space("builtin", batch_size=16, max_length=128)
-        corpus = CorpusConfig()
+        cache = ActivationCache.from_env()
+        corpus, pooling = CorpusConfig(), PoolingConfig()
         methods = args.methods.split(",")
-        for layer in [int(x) for x in args.layers.split(",")]:
-            start = time.perf_counter()
-            hook = resolve_hookpoint(model, layer)
-            subject = ActivationExtractor(model, tokenizer, hook, batch_size=16, max_length=128)
-            stats = collect_statistics(subject, atlas, iter_samples(corpus, "train"), n_samples=args.samples,
-                                       d_s=hidden_size(model), with_gram=any(METHODS.get(m).needs_gram for m in methods))
-            print(f"layer {layer}: statistics over {stats.n} texts in {time.perf_counter() - start:.0f}s", flush=True)
-            subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=layer)
-            corpus_ref = CorpusRef(source=corpus.source, n_samples=stats.n, window_words=corpus.window_words,
-                                   heldout_fraction=corpus.heldout_fraction, split_salt=corpus.split_salt)
-            for method in methods:
-                folder = root / f"smollm2-l{layer}-{method}"
-                _wrap(method, {}, stats, subject_ref, atlas, corpus_ref).save_pretrained(folder)
-                push_folder(api, folder, f"{server.user}/smollm2-135m-l{layer}-{method.replace('_', '-')}", tag="v1")
-        board = collect(api, verify=True, cache_dir=root / "cache",
-                        verifier=functools.partial(verify_folder, samples=args.verify_samples))
+        with_gram = any(REGISTRY.get(m).needs_gram for m in methods)
+        train = [s.text for s in iter_samples(corpus, "train", limit=args.samples)]
+        verify_texts = list(dict.fromkeys(s.text for s in heldout_samples(corpus, args.verify_samples, VERIFY_SEED)))
+        atlas = load_atlas_space("builtin", batch_size=BATCH, max_length=MAX_LENGTH)
+        atlas_train = cache.pooled(atlas, atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH), train)
+        cache.pooled(atlas, atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH), verify_texts)
+        for spec in args.models:
+            name, layers = parse_model(spec)
+            t0 = time.perf_counter()
+            model, tokenizer, model_id = load_subject(name)
+            hooks = [resolve_hookpoint(model, layer) for layer in layers]
+            sweep = LayerSweepExtractor(model, tokenizer, hooks, batch_size=BATCH, max_length=MAX_LENGTH, pooling=pooling)
+            subject_train = torch.cat(list(sweep.pooled_batches(train, progress=True, total=len(train))))
+            subject_verify = torch.cat(list(sweep.pooled_batches(verify_texts)))
+            for j, hook in enumerate(hooks):  # what the verifier's extractor at this hookpoint would compute
+                cache.put(cache.key(subject_identity(model_id, hook.path, pooling, MAX_LENGTH), verify_texts), subject_verify[:, j].contiguous())
+            print(f"{name}: {len(train)} + {len(verify_texts)} texts pooled at blocks {[h.layer for h in hooks]} in {time.perf_counter() - t0:.0f}s", flush=True)
+            corpus_ref = CorpusRef(source=corpus.source, n_samples=len(train), window_words=corpus.window_words, heldout_fraction=corpus.heldout_fraction,
+                                   split_salt=corpus.split_salt, sampling=corpus.sampling, sample_seed=corpus.sample_seed)
+            for j, hook in enumerate(hooks):
+                stats = AlignmentStatistics(hidden_size(model), atlas.width, with_gram)
+                for start in range(0, len(train), 256):
+                    stats.update(subject_train[start : start + 256, j].double(), atlas_train[start : start + 256].double())
+                subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer)
+                for method in methods:
+                    folder = root / f"{name}-l{hook.layer}-{method}"
+                    _wrap(method, {}, stats, subject_ref, atlas, corpus_ref, pooling).save_pretrained(folder)
+                    push_folder(api, folder, f"{server.user}/{name}-l{hook.layer}-{method.replace('_', '-')}", tag="v1")
+            del model, sweep
+        print(f"fitted and pushed in {time.perf_counter() - started:.0f}s; verifying every row", flush=True)
+        board = collect(api, verify=True, cache_dir=root / "verified", verifier=functools.partial(verify_folder, samples=args.verify_samples))
         board = board.model_copy(update={"registry": "atlas-align registry server (scripts/build_demo_leaderboard.py)"})
         paths = render(board, args.out)
+        print(f"activation cache: {cache.hits} hits, {cache.misses} misses; total {time.perf_counter() - started:.0f}s")
         print("wrote", *paths.values())
-        subprocess.run([sys.executable, "-m", "atlas_align.cli.main", "leaderboard", "show", "--path", str(paths["json"])], check=False)
     finally:
         stop_registry_server(server)
     return 0

@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--out", default="docs/pooling.json")
+    parser.add_argument("--merge", action="store_true", help="keep other models' entries already in --out (same train/held-out sizes)")
     args = parser.parse_args()
     corpus = CorpusConfig()
     train = [s.text for s in iter_samples(corpus, "train", limit=args.train)]
@@ -108,6 +109,12 @@ def main() -> None:
     train_c, held_c = torch.cat(list(atlas.pooled_batches(train))), torch.cat(list(atlas.pooled_batches(held)))
     print(f"atlas pooled in {time.perf_counter() - t0:.0f}s", flush=True)
     results = {"train": len(train), "heldout": len(held), "atlas": "builtin (MiniLM L3 + TopK SAE)", "corpus": "builtin WordNet, uniform sample", "models": {}}
+    out = Path(args.out)
+    if args.merge and out.is_file():
+        previous = json.loads(out.read_text())
+        if (previous["train"], previous["heldout"]) != (len(train), len(held)):
+            raise SystemExit(f"{out} was measured on {previous['train']}/{previous['heldout']} texts; pass the same --train/--heldout to merge")
+        results["models"] = previous["models"]
     for spec in args.models.split(","):
         name, layer = spec.split(":")
         t0 = time.perf_counter()
@@ -124,10 +131,9 @@ def main() -> None:
         entry["seconds"] = round(time.perf_counter() - t0)
         results["models"][name] = entry
         del model
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), render_markdown(results))
-    print("wrote", out, out.with_suffix(".md"))
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")  # after every model: a long run keeps what it measured
+        atomic_write_text(out.with_suffix(".md"), render_markdown(results))
+        print("wrote", out, out.with_suffix(".md"), flush=True)
 
 
 def render_markdown(results: dict) -> str:

@@ -102,3 +102,16 @@ class CachedSpace:
 
     def pooled(self, texts: list[str]) -> torch.Tensor:
         return self.cache.pooled(self.inner, self.identity, list(texts))
+
+
+def subject_identity(model_id: str, hookpoint: str, pooling, max_length: int, dtype: str = "float32") -> dict[str, Any]:
+    """What determines a subject model's pooled activations (the cache key's identity part)."""
+    return {
+        "kind": "subject", "model_id": model_id, "hookpoint": hookpoint, "max_length": max_length, "dtype": dtype,
+        "pooling": pooling.model_dump(mode="json") if hasattr(pooling, "model_dump") else pooling,
+    }  # fmt: skip
+
+
+def atlas_identity(atlas_id: str, revision: str | None, max_length: int) -> dict[str, Any]:
+    """What determines an atlas space's pooled activations (its own model, SAE and pooling are fixed by the atlas)."""
+    return {"kind": "atlas", "atlas_id": atlas_id, "revision": revision, "max_length": max_length}

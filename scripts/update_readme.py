@@ -1,0 +1,113 @@
+"""Write the README's generated sections from the files that hold the measured numbers.
+
+Every number in README.md comes from a script's output, never typed by hand:
+
+- ``demo``        ← docs/demo.txt          (scripts/record_demo.py: what `atlas-align demo` printed)
+- ``pooling``     ← docs/pooling.md        (scripts/measure_pooling.py)
+- ``board``       ← leaderboard/leaderboard.json (scripts/build_demo_leaderboard.py, verified rows)
+
+A section in README.md is the text between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
+
+    python scripts/update_readme.py          # rewrite the sections
+    python scripts/update_readme.py --check  # exit 1 if README.md disagrees with the sources (CI / tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+CONTROL_METHOD = "random_rotation"
+
+
+def demo_section(repo: Path = REPO) -> str:
+    """The demo's held-out check and steered generations, as it printed them."""
+    path = repo / "docs" / "demo.txt"
+    if not path.is_file():
+        return "_Not recorded yet: run `python scripts/record_demo.py`._"
+    wanted = ("held-out", "unsteered", "λ=")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if any(w in line for w in wanted) and "prompt" not in line]
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def pooling_section(repo: Path = REPO) -> str:
+    path = repo / "docs" / "pooling.md"
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else "_Not measured yet: run `python scripts/measure_pooling.py`._"
+
+
+def _short(model_id: str) -> str:
+    return model_id.rsplit("/", 1)[-1]
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def board_section(repo: Path = REPO) -> str:
+    """Per subject model: its best layer (by held-out MRR, verified rows) and every method there, with the control."""
+    board = json.loads((repo / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
+    rows = [r for r in board["rows"] if r["status"] == "verified"]
+    by_model: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_model[row["subject_model"]].append(row)
+    lines = [
+        f"From `leaderboard/leaderboard.json` ({len(rows)} verified rows, {len(by_model)} subject models; atlas "
+        f"`{rows[0]['atlas_id'] if rows else '—'}`; benchmark versions "
+        f"{', '.join(sorted({f'{k}@{v}' for r in rows for k, v in r['benchmark_versions'].items()})) or '—'}). "
+        "Best layer per model by retrieval MRR; every method at that layer, and the random-rotation control.",
+        "",
+        "| subject model | layers on the board | best layer | method | AUROC | AP | MRR | MPP | steering faithfulness |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, model_rows in sorted(by_model.items()):
+        fitted = [r for r in model_rows if r["method"] != CONTROL_METHOD and r["metrics"].get("mrr") is not None]
+        if not fitted:
+            continue
+        best = max(fitted, key=lambda r: r["metrics"]["mrr"])
+        layers = sorted({r["layer"] for r in model_rows if r["layer"] is not None})
+        at_best = sorted((r for r in model_rows if r["layer"] == best["layer"]), key=lambda r: (r["method"] == CONTROL_METHOD, -(r["metrics"].get("mrr") or 0)))
+        for i, r in enumerate(at_best):
+            m = r["metrics"]
+            lines.append(
+                f"| {_short(model) if i == 0 else ''} | {', '.join(map(str, layers)) if i == 0 else ''} | {best['layer'] if i == 0 else ''} | "
+                f"{r['method']} | {_fmt(m.get('auroc'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('mrr'))} | {_fmt(m.get('mpp'))} | {_fmt(m.get('faithfulness'))} |"
+            )
+    return "\n".join(lines)
+
+
+SECTIONS = {"demo": demo_section, "pooling": pooling_section, "board": board_section}
+
+
+def render(readme: str, repo: Path = REPO) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(\n<!-- /generated:{name} -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no <!-- generated:{name} --> section")
+        body = make(repo)
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
+    return readme
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
+    args = parser.parse_args()
+    current = README.read_text(encoding="utf-8")
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print("README.md's generated sections are stale: run python scripts/update_readme.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(wanted, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
