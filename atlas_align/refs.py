@@ -49,6 +49,14 @@ class SubjectRef(BaseModel):
     hookpoint: str = Field(description="module path relative to model.base_model, e.g. 'layers.20'")
     layer: int | None = None
     site: Literal["resid", "mlp"] = "resid"
+    n_layers: int | None = Field(None, description="blocks in the subject model, so layer/(n_layers-1) is the relative depth")
+
+    @property
+    def depth(self) -> float | None:
+        """Relative depth of the layer in [0, 1] (None when unknown)."""
+        if self.layer is None or not self.n_layers:
+            return None
+        return self.layer / max(self.n_layers - 1, 1)
 
 
 class AtlasRef(BaseModel):

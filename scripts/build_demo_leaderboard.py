@@ -105,7 +105,7 @@ def main() -> int:
                 stats = AlignmentStatistics(hidden_size(model), atlas.width, with_gram)
                 for start in range(0, len(train), 256):
                     stats.update(subject_train[start : start + 256, j].double(), atlas_train[start : start + 256].double())
-                subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer)
+                subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, n_layers=model.config.num_hidden_layers)
                 for method in methods:
                     folder = root / f"{name}-l{hook.layer}-{method}"
                     _wrap(method, {}, stats, subject_ref, atlas, corpus_ref, pooling).save_pretrained(folder)

@@ -97,6 +97,7 @@ def collect(
             atlas_revision=config.atlas.revision,
             subject_model=config.subject.model_id,
             layer=config.subject.layer,
+            depth=config.subject.depth,
             hookpoint=config.subject.hookpoint,
             method=config.method,
             metrics=reported_metrics,

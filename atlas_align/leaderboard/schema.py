@@ -28,6 +28,7 @@ class LeaderboardRow(BaseModel):
     atlas_revision: str | None = None
     subject_model: str
     layer: int | None = None
+    depth: float | None = Field(None, description="relative depth layer/(n_layers-1), for comparing models of different depths")
     hookpoint: str
     method: str
     metrics: dict[str, float | None] = Field(default_factory=dict)
