@@ -79,7 +79,7 @@ def test_cli_layers_writes_one_artifact_per_layer(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["layer-1", "layer-2", "layer-3"]  # 0.25 → 1, 0.5 → 2 (round half even), -1 and 3 → 3
     for layer in (1, 2, 3):
         al = AtlasAlignment.from_pretrained(out / f"layer-{layer}")
-        assert al.config.subject.layer == layer and al.config.corpus.n_samples == 100
+        assert al.config.subject.layer == layer and al.config.subject.n_layers == 4 and al.config.corpus.n_samples == 100
     assert "layer sweep over 3 block(s) of 4: 1, 2, 3" in result.output and "hidden_states[L+1]" in result.output
     assert "training texts used: 100" in result.output
     result = CliRunner().invoke(main, [*args, "--layers", "all", "--layer", "2"])

@@ -230,9 +230,9 @@ def _corpus_ref(req: AlignRequest, n: int) -> CorpusRef:
     return CorpusRef(**fields)
 
 
-def _fit_pair(req: AlignRequest, stats: AlignmentStatistics, control_stats: AlignmentStatistics, hook: Hookpoint, model_id: str, atlas: ActivationSpace) -> tuple[AtlasAlignment, AtlasAlignment]:
-    """The fitted alignment and its shuffled-pairs control for one subject hookpoint."""
-    subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, site=hook.site)
+def _fit_pair(req: AlignRequest, stats: AlignmentStatistics, control_stats: AlignmentStatistics, hook: Hookpoint, model_id: str, atlas: ActivationSpace, n_layers: int | None) -> tuple[AtlasAlignment, AtlasAlignment]:
+    """The fitted alignment and its shuffled-pairs control for one subject hookpoint (``n_layers``: blocks in the subject)."""
+    subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, site=hook.site, n_layers=n_layers)
     corpus_ref = _corpus_ref(req, stats.n)
     alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref, req.pooling)
     control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref, req.pooling)
@@ -264,7 +264,8 @@ def run_alignment(
     start = time.perf_counter()
     model, tokenizer, model_id, atlas = _open(req, subject_bundle, atlas_space)
     hook = resolve_hookpoint(model, req.layer, req.site, req.hookpoint)
-    _say(log, describe_layer(hook, _n_layers(model), req.layer))
+    n_layers = _n_layers(model)
+    _say(log, describe_layer(hook, n_layers, req.layer))
     subject = ActivationExtractor(model, tokenizer, hook, batch_size=req.batch_size, max_length=req.max_length, pooling=req.pooling)
     d_s = hidden_size(model)
     needs_gram = METHODS.get(req.method).needs_gram
@@ -278,7 +279,7 @@ def run_alignment(
         stats, control_stats = reduce([stats, control_stats])
     if rank == 0:
         _check_texts_used(req, stats.n, log)
-    alignment, control = _fit_pair(req, stats, control_stats, hook, model_id, atlas)
+    alignment, control = _fit_pair(req, stats, control_stats, hook, model_id, atlas, n_layers)
     report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples and rank == 0 else None
     return AlignResult(alignment, control, report, time.perf_counter() - start, stats)
 
@@ -333,7 +334,7 @@ def run_alignment_sweep(
         c_acts = torch.cat(list(atlas.pooled_batches(texts)))
     results = []
     for j, hook in enumerate(hooks):
-        alignment, control = _fit_pair(req, stats[j], controls[j], hook, model_id, atlas)
+        alignment, control = _fit_pair(req, stats[j], controls[j], hook, model_id, atlas, n_layers)
         report = report_from_activations(alignment, control, s_acts[:, j], c_acts) if s_acts is not None else None
         results.append(AlignResult(alignment, control, report, 0.0, stats[j]))
     seconds = time.perf_counter() - start
