@@ -29,7 +29,7 @@ from huggingface_hub.errors import (
 
 from tests.registry_server_fixture import FIXTURE_LFS_THRESHOLD, RegistryServer
 
-pytestmark = pytest.mark.usefixtures("hub_online")
+pytestmark = [pytest.mark.usefixtures("hub_online"), pytest.mark.integration]
 
 CARD = textwrap.dedent(
     """\

@@ -18,7 +18,7 @@ import pytest
 
 from tests.registry_server_fixture import RegistryServer
 
-pytestmark = pytest.mark.usefixtures("hub_online")
+pytestmark = [pytest.mark.usefixtures("hub_online"), pytest.mark.integration]
 
 REQUESTS = int(os.environ.get("ATLAS_FUZZ_REQUESTS", "400"))
 SEED = int(os.environ.get("ATLAS_FUZZ_SEED", "12"))

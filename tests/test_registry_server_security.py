@@ -23,7 +23,7 @@ from huggingface_hub import CommitOperationCopy, hf_hub_download
 
 from tests.registry_server_fixture import RegistryServer
 
-pytestmark = pytest.mark.usefixtures("hub_online")
+pytestmark = [pytest.mark.usefixtures("hub_online"), pytest.mark.integration]
 
 
 def unique(prefix: str) -> str:
