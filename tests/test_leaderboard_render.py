@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from atlas_align.leaderboard.collect import extract_metrics
 from atlas_align.leaderboard.render import best_layers, card_url, load, render, to_markdown
 from atlas_align.leaderboard.schema import Leaderboard, LeaderboardRow
 
+REPO = Path(__file__).resolve().parents[1]
 VERSIONS = {"translation": "1", "retrieval": "1"}
 
 
@@ -227,3 +231,17 @@ def test_page_charts_links_and_badges_in_headless_chromium(driver, tmp_path):
     driver.save_screenshot(str(tmp_path / "leaderboard.png"))
     assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
 
+
+def test_screenshot_script_on_a_synthetic_board(tmp_path):
+    _require_browser()
+    board_json = render(rich_board(), tmp_path / "board")["json"]
+    out = tmp_path / "shot" / "leaderboard.png"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshot_leaderboard.py"), "--board", str(board_json), "--out", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    # a board without relative depths is refused (nothing to draw on the depth charts)
+    flat = render(sample_board(), tmp_path / "flat")["json"]
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshot_leaderboard.py"), "--board", str(flat), "--out", str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "no row has a relative depth" in done.stderr and not (tmp_path / "x.png").exists()
