@@ -63,8 +63,8 @@ def corpus_of(alignment: AtlasAlignment) -> CorpusConfig:
         return CorpusConfig()
     return CorpusConfig(
         source=ref.source, window_words=ref.window_words, heldout_fraction=ref.heldout_fraction, split_salt=ref.split_salt,
-        sampling=ref.sampling, sample_seed=ref.sample_seed,
-    )
+        sampling=ref.sampling, sample_seed=ref.sample_seed, text_unit=getattr(ref, "text_unit", None) or "paragraph",
+    )  # text_unit: read once refs.CorpusRef records it (artifacts without it were cut in paragraphs)
 
 
 def load_atlas_for(alignment: AtlasAlignment, spec: str | None, *, batch_size: int, max_length: int):
