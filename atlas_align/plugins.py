@@ -1,4 +1,4 @@
-"""Named plug-in registries that fail loudly (STYLE.md #3)."""
+"""Named plug-in registries that fail loudly."""
 
 from __future__ import annotations
 

@@ -81,6 +81,7 @@ class CorpusRef(BaseModel):
     # Artifacts written before uniform sampling existed took the first N windows.
     sampling: Literal["uniform", "sequential"] = "sequential"
     sample_seed: int = 0
+    text_unit: Literal["paragraph", "line", "window"] = "paragraph"
 
 
 class PoolingConfig(BaseModel):

@@ -153,14 +153,14 @@ def test_label_category_and_concepts():
 
 
 def test_registry_names_versions_and_typos():
-    assert {"translation@1", "retrieval@1", "steering@1"} <= set(BENCHMARKS.names())
-    assert benchmark_key("retrieval") == "retrieval@1"
+    assert {"translation@2", "retrieval@2", "steering@2"} <= set(BENCHMARKS.names())
+    assert benchmark_key("retrieval") == "retrieval@2"
     with pytest.raises(UnknownNameError, match="Did you mean 'translation"):
         benchmark_key("translaton")
     with pytest.raises(UnknownNameError):
         benchmark_key("translation@7")
     with pytest.raises(ConfigError, match="already registered"):
-        BENCHMARKS.register("translation@1")(object)
+        BENCHMARKS.register("translation@2")(object)
     with pytest.raises(ConfigError, match="Invalid settings"):
         get_benchmark("translation", n_features=0)
 
@@ -192,7 +192,7 @@ def test_results_reproducible_to_the_bit_and_seed_sensitive():
     assert first == again
     assert first[0] != other[0]  # another seed samples other features
     result = BenchmarkResult.model_validate_json(first[0])
-    assert result.benchmark == "translation@1" and result.version == 1
+    assert result.benchmark == "translation@2" and result.version == 2
     assert result.provenance.heldout_fingerprint == texts_fingerprint(s.text for s in planted_problem(seed=3, extra_features=60).samples)
     assert len(result.config_hash) == 64 and result.provenance.harness_version
 
@@ -214,15 +214,15 @@ def test_evaluate_writes_results_card_plot_and_eval_yaml(tmp_path):
     report = evaluate(folder, ["translation"], subject_space=problem.subject, atlas_space=problem.atlas, heldout=problem.samples)
     report = evaluate(folder, ["retrieval"], subject_space=problem.subject, atlas_space=problem.atlas, heldout=problem.samples)
     saved = json.loads((folder / "eval_results.json").read_text())
-    assert set(saved["results"]) == {"translation@1", "retrieval@1"}  # merged with the earlier run
-    assert BenchmarkResult.model_validate(saved["results"]["retrieval@1"]).metrics["mrr"] == 1.0
+    assert set(saved["results"]) == {"translation@2", "retrieval@2"}  # merged with the earlier run
+    assert BenchmarkResult.model_validate(saved["results"]["retrieval@2"]).metrics["mrr"] == 1.0
     assert (folder / "metrics.png").read_bytes()[:4] == b"\x89PNG"
     card = (folder / "README.md").read_text()
-    assert "| retrieval@1 | mrr | 1.0000 |" in card and "(shuffled T)" in card and "![metrics](metrics.png)" in card
+    assert "| retrieval@2 | mrr | 1.0000 |" in card and "(shuffled T)" in card and "![metrics](metrics.png)" in card
     import yaml
 
-    entries = yaml.safe_load((folder / ".eval_results" / "translation-v1.yaml").read_text())
-    assert entries[0]["dataset"] == {"id": "atlas-align/translation", "task_id": "translation@1/auroc"}
+    entries = yaml.safe_load((folder / ".eval_results" / "translation-v2.yaml").read_text())
+    assert entries[0]["dataset"] == {"id": "atlas-align/translation", "task_id": "translation@2/auroc"}
     assert AtlasAlignment.from_pretrained(folder).T.shape == problem.alignment.T.shape  # artifact still loads
     assert "shuffled-T" in format_tables(report.results)
 
@@ -412,7 +412,7 @@ def test_real_models_all_three_benchmarks(tmp_path, capsys):
     report = evaluate(tmp_path / "art", samples=1000, subject_bundle=bundle)
     with capsys.disabled():
         print("\n" + format_tables(report.results))
-    t, r, s = (report.results[k] for k in ("translation@1", "retrieval@1", "steering@1"))
+    t, r, s = (report.results[k] for k in ("translation@2", "retrieval@2", "steering@2"))
     assert t.metrics["auroc"] > t.controls["auroc"] + 0.1 and t.metrics["ap"] > t.chance["ap"]
     assert r.metrics["mrr"] > r.controls["mrr"] and r.metrics["mrr"] > r.chance["mrr"]
     assert s.table and s.metrics["faithfulness_atlas"] > s.controls["faithfulness_atlas"]  # 0.272 vs 0.071 when first measured

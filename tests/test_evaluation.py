@@ -28,12 +28,12 @@ def test_eval_on_a_raw_layer_atlas_runs_translation_and_skips_the_rest_with_reas
     result = CliRunner().invoke(main, ["eval", str(raw_atlas_artifact), "--samples", "60"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "loading subject" in out and "[1/3] translation@1: running on" in out and "[1/3] translation@1: done in" in out
-    assert "[2/3] retrieval@1: skipped" in out and "raw-layer atlas (model:NAME@LAYER) has no labels" in out
-    assert "[3/3] steering@1: skipped" in out
-    assert "retrieval@1  skipped:" in out and "auroc" in out  # the final table: what ran, then what was skipped
+    assert "loading subject" in out and "[1/3] translation@2: running on" in out and "[1/3] translation@2: done in" in out
+    assert "[2/3] retrieval@2: skipped" in out and "raw-layer atlas (model:NAME@LAYER) has no labels" in out
+    assert "[3/3] steering@2: skipped" in out
+    assert "retrieval@2  skipped:" in out and "auroc" in out  # the final table: what ran, then what was skipped
     written = json.loads((raw_atlas_artifact / EVAL_RESULTS_FILENAME).read_text())
-    assert list(written["results"]) == ["translation@1"]
+    assert list(written["results"]) == ["translation@2"]
 
 
 def test_nothing_applicable_is_a_one_line_error(raw_atlas_artifact):
@@ -52,4 +52,4 @@ def test_run_benchmarks_without_a_skip_list_raises_not_applicable(raw_atlas_arti
     skipped: dict[str, str] = {}
     lines: list[str] = []
     assert run_benchmarks(ctx, ["retrieval"], skipped=skipped, log=lines.append) == {}
-    assert list(skipped) == ["retrieval@1"] and "skipped" in lines[-1]
+    assert list(skipped) == ["retrieval@2"] and "skipped" in lines[-1]

@@ -49,9 +49,9 @@ def test_board_orders_verifies_and_corrects(registry_server, hub_online, models_
         run_alignment(req, progress=False).alignment.save_pretrained(folder)
         evaluate(folder, ["translation"], samples=SAMPLES, plot=False)
         results = json.loads((folder / "eval_results.json").read_text())
-        genuine[name] = results["results"]["translation@1"]["metrics"]["auroc"]
+        genuine[name] = results["results"]["translation@2"]["metrics"]["auroc"]
         if tamper:  # claim a score the alignment does not have
-            results["results"]["translation@1"]["metrics"]["auroc"] = 0.99
+            results["results"]["translation@2"]["metrics"]["auroc"] = 0.99
             (folder / "eval_results.json").write_text(json.dumps(results))
         push_folder(api, folder, f"{registry_server.user}/board-{name}")
 

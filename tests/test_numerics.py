@@ -102,7 +102,7 @@ class FakeRegistry:
 
 
 def _eval_results(auroc: float, mrr: float) -> dict:
-    return {"results": {"translation@1": {"version": 1, "metrics": {"auroc": auroc, "ap": 0.5}}, "retrieval@1": {"version": 1, "metrics": {"mrr": mrr, "mpp": 0.5}}}}
+    return {"results": {"translation@2": {"version": 2, "metrics": {"auroc": auroc, "ap": 0.5}}, "retrieval@2": {"version": 2, "metrics": {"mrr": mrr, "mpp": 0.5}}}}
 
 
 def _repo(tmp_path: Path, name: str, reported: dict | None) -> Path:

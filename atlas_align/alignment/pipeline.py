@@ -223,10 +223,8 @@ def _corpus_ref(req: AlignRequest, n: int) -> CorpusRef:
     fields: dict[str, Any] = dict(
         source=req.corpus.source, n_samples=n, window_words=req.corpus.window_words,
         heldout_fraction=req.corpus.heldout_fraction, split_salt=req.corpus.split_salt, seed=req.seed,
-        sampling=req.corpus.sampling, sample_seed=req.corpus.sample_seed,
+        sampling=req.corpus.sampling, sample_seed=req.corpus.sample_seed, text_unit=req.corpus.text_unit,
     )  # fmt: skip
-    if "text_unit" in CorpusRef.model_fields:  # recorded once refs.CorpusRef carries it
-        fields["text_unit"] = req.corpus.text_unit
     return CorpusRef(**fields)
 
 

@@ -25,6 +25,7 @@ from atlas_align.errors import ConfigError, IntegrityError
 from atlas_align.files import CARD_FILENAME, CONFIG_FILENAME, EVAL_RESULTS_FILENAME, LABELS_FILENAME, WEIGHTS_FILENAME, atomic_write_text
 from atlas_align.harness.benchmarks import BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
 from atlas_align.harness.benchmarks.base import Benchmark, NotApplicable, validated_concepts
+from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity, subject_identity
 from atlas_align.refs import AtlasSpec
 
 DEFAULT_BENCHMARKS = ("translation", "retrieval", "steering")
@@ -63,8 +64,8 @@ def corpus_of(alignment: AtlasAlignment) -> CorpusConfig:
         return CorpusConfig()
     return CorpusConfig(
         source=ref.source, window_words=ref.window_words, heldout_fraction=ref.heldout_fraction, split_salt=ref.split_salt,
-        sampling=ref.sampling, sample_seed=ref.sample_seed, text_unit=getattr(ref, "text_unit", None) or "paragraph",
-    )  # text_unit: read once refs.CorpusRef records it (artifacts without it were cut in paragraphs)
+        sampling=ref.sampling, sample_seed=ref.sample_seed, text_unit=ref.text_unit,
+    )
 
 
 def load_atlas_for(alignment: AtlasAlignment, spec: str | None, *, batch_size: int, max_length: int):
@@ -88,10 +89,17 @@ def build_context(alignment: AtlasAlignment, *, samples: int = 1000, seed: int =
     model = tokenizer = None
     if subject_space is None or subject_bundle is not None:
         model, tokenizer, _ = subject_bundle or load_subject(cfg.subject.model_id)
+    cache = ActivationCache.from_env()  # ATLAS_ALIGN_ACTIVATION_CACHE: re-evaluating never re-runs a model on the same texts
     if subject_space is None:
         hook = resolve_hookpoint(model, layer=cfg.subject.layer, site=cfg.subject.site, path=cfg.subject.hookpoint)
         subject_space = ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length, pooling=cfg.pooling)
-    space = atlas_space or load_atlas_for(alignment, atlas, batch_size=batch_size, max_length=max_length)
+        if cache is not None:
+            subject_space = CachedSpace(subject_space, subject_identity(cfg.subject.model_id, hook.path, cfg.pooling, max_length), cache)
+    space = atlas_space
+    if space is None:
+        space = load_atlas_for(alignment, atlas, batch_size=batch_size, max_length=max_length)
+        if cache is not None:
+            space = CachedSpace(space, atlas_identity(space.ref.atlas_id, space.ref.revision, max_length), cache)
     if space.width != cfg.d_c:
         raise ConfigError(f"The atlas has {space.width} features but the alignment's T has d_c={cfg.d_c}: wrong atlas for this artifact.")
     texts = list(heldout) if heldout is not None else heldout_samples(corpus_of(alignment), samples, seed)

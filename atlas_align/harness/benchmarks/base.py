@@ -2,8 +2,13 @@
 
 A benchmark is named ``name@version``; a result records the harness version and git sha, a hash
 of the benchmark's config, the subject/atlas/artifact revisions and a fingerprint of the held-out
-texts it used, so two results compare only when all of those say they may (STYLE.md #10).
+texts it used, so two results compare only when all of those say they may.
 Results hold no timestamps: the same inputs and seed give the same result, to the bit.
+
+Version 2 of every benchmark (translation, retrieval, steering): the held-out texts are a uniform
+sample of the whole corpus (v1 read the first windows of a category-sorted corpus), ties and NaN
+rank against the relevant item, and subjects pool without the attention sink. v1 and v2 results
+never share a leaderboard column.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class BenchmarkResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: Literal[1] = RESULT_FORMAT_VERSION
-    benchmark: str = Field(description="name@version, e.g. 'translation@1'")
+    benchmark: str = Field(description="name@version, e.g. 'translation@2'")
     metrics: dict[str, float]
     controls: dict[str, float] = Field(default_factory=dict, description="same metric for the control (shuffled T)")
     chance: dict[str, float] = Field(default_factory=dict)
@@ -257,7 +262,7 @@ def register_benchmark(cls: type[Benchmark]) -> type[Benchmark]:
 
 
 def benchmark_key(name: str) -> str:
-    """'translation' → its latest 'translation@N'; 'translation@1' → itself (checked)."""
+    """'translation' → its latest 'translation@N'; 'translation@2' → itself (checked)."""
     if "@" in name:
         BENCHMARKS.get(name)
         return name

@@ -1,4 +1,4 @@
-"""Judges for ``steering@1``: rate each generation 0 (concept absent), 1 (vague), 2 (clear), as in FADE.
+"""Judges for ``steering@2``: rate each generation 0 (concept absent), 1 (vague), 2 (clear), as in FADE.
 
 - ``lexicon``: WordNet words of the concept's category (from the corpus rows' ``lemma``,
   ``category`` and ``text``; a word counts for a category only when most of its uses are there).

@@ -1,4 +1,4 @@
-"""``retrieval@1``: does a concept's translated query rank that concept's atlas features first?
+"""``retrieval@2``: does a concept's translated query rank that concept's atlas features first?
 
 Protocol (paper Table 4, our definitions): every validated atlas feature whose label names a
 ground-truth category (e.g. ``noun.animal``) is a query. Its concept sequences come from a
@@ -58,7 +58,7 @@ class RetrievalConfig(BaseModel):
 class RetrievalBenchmark(Benchmark):
     __doc__ = __doc__
     name = "retrieval"
-    version = 1
+    version = 2
     Config = RetrievalConfig
 
     def not_applicable(self, ctx: BenchmarkContext) -> str | None:

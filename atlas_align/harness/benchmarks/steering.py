@@ -1,4 +1,4 @@
-"""``steering@1``: does steering along a translated concept direction make the subject express it?
+"""``steering@2``: does steering along a translated concept direction make the subject express it?
 
 Protocol (paper Table 5; faithfulness as in FADE): for a few concepts (validated atlas features
 grouped by ground-truth category) and strengths λ, the subject (a causal LM) continues neutral
@@ -138,7 +138,7 @@ def perplexities(model, tokenizer, generations: Sequence[Generation]) -> list[fl
 class SteeringBenchmark(Benchmark):
     __doc__ = __doc__
     name = "steering"
-    version = 1
+    version = 2
     Config = SteeringConfig
 
     def __init__(self, judge_instances: dict[str, Judge] | None = None, **params: Any) -> None:

@@ -1,4 +1,4 @@
-"""``translation@1``: does the translated subject activation predict which atlas features fire?
+"""``translation@2``: does the translated subject activation predict which atlas features fire?
 
 Protocol (paper Table 3, our reading): on held-out texts, subject pooled activations are
 translated into atlas space (``translate_to_atlas``) and compared with the atlas's true pooled
@@ -40,7 +40,7 @@ class TranslationConfig(BaseModel):
 class TranslationBenchmark(Benchmark):
     __doc__ = __doc__
     name = "translation"
-    version = 1
+    version = 2
     Config = TranslationConfig
 
     def run(self, ctx: BenchmarkContext) -> BenchmarkResult:
