@@ -90,6 +90,8 @@ class PoolingConfig(BaseModel):
     Causal LMs turn the first token of a text into an *attention sink* whose hidden state is huge
     (SmolLM2 layer 20: norm ~23,700 against a median of ~237), so a plain max over tokens is
     dominated by it. Special tokens the tokenizer adds (BOS/CLS/SEP) and padding are always masked.
+    The default (first token of causal LMs + tokens above 5× the median norm) was chosen by
+    ``scripts/measure_pooling.py`` on SmolLM2, Gemma-3-270M and Qwen2.5 (``docs/pooling.md``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,7 +99,9 @@ class PoolingConfig(BaseModel):
     exclude_first: Literal["auto", "always", "never"] = Field(
         "auto", description="drop the first token of each text: 'auto' = for causal LMs only (where it is the attention sink)"
     )
-    outlier_ratio: float | None = Field(None, gt=1.0, description="also drop tokens whose norm exceeds this multiple of the text's median token norm")
+    outlier_ratio: float | None = Field(
+        5.0, gt=1.0, description="also drop tokens whose norm exceeds this multiple of the text's median token norm (massive activations anywhere)"
+    )
     mask_typed_special: bool = Field(True, description="also mask special tokens typed inside the text (e.g. a literal '<|im_start|>')")
 
     @classmethod

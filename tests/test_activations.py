@@ -43,7 +43,7 @@ def test_pooling_matches_manual_max_over_real_tokens(factory, kind):
     model = factory()
     tok = word_tokenizer(kind)
     hook = resolve_hookpoint(model, 1)
-    ex = ActivationExtractor(model, tok, hook, batch_size=2)
+    ex = ActivationExtractor(model, tok, hook, batch_size=2, pooling=PoolingConfig(outlier_ratio=None))
     pooled = ex.pooled(TEXTS)
     for i, text in enumerate(TEXTS):
         enc = tok([text], return_special_tokens_mask=True, return_tensors="pt")
