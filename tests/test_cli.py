@@ -241,3 +241,21 @@ def test_models_lists_packaged_models_and_describes_any_model(tmp_path):
     assert info["hookpoints"][1] == {"block": 1, "resid": "encoder.layer.1", "hidden_states": 2, "mlp": "encoder.layer.1.output.dense"}
     result = CliRunner().invoke(main, ["models", str(tmp_path / "nothing-here")])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_registry_tokens_create_list_revoke(tmp_path):
+    from click.testing import CliRunner
+
+    from atlas_align.cli.main import main
+
+    runner = CliRunner()
+    root = str(tmp_path / "reg")
+    created = runner.invoke(main, ["registry", "token", "create", "--root", root, "--user", "lab", "--expires-in", "3600"])
+    assert created.exit_code == 0 and created.output.startswith("hf_"), created.output
+    listed = runner.invoke(main, ["registry", "token", "list", "--root", root])
+    assert listed.exit_code == 0 and "lab" in listed.output and created.output.strip() not in listed.output  # never the secret
+    token_id = listed.output.split()[0]
+    assert runner.invoke(main, ["registry", "token", "revoke", token_id, "--root", root]).exit_code == 0
+    assert "lab" not in runner.invoke(main, ["registry", "token", "list", "--root", root]).output
+    again = runner.invoke(main, ["registry", "token", "revoke", token_id, "--root", root])
+    assert again.exit_code == 2 and "token list" in again.output

@@ -26,7 +26,7 @@ def registry_serve(root, host, port, lfs_threshold):
       atlas-align registry serve --root ./registry --port 8000
       export HF_ENDPOINT=http://127.0.0.1:8000 HF_HUB_DISABLE_XET=1
     """
-    from atlas_align.registry.server.app import serve
+    from atlas_align.registry.server import serve
 
     serve(root, host=host, port=port, lfs_threshold=lfs_threshold)
 
@@ -40,17 +40,54 @@ def registry_token() -> None:
 @click.option("--root", type=click.Path(file_okay=False), required=True, help="The registry's folder.")
 @click.option("--user", required=True, help="User (namespace) the token writes to.")
 @click.option("--read-only", is_flag=True, help="A token that can only read (private repos of that user).")
+@click.option("--expires-in", "expires_in", type=click.FloatRange(min=1), default=None, help="Seconds until the token stops working (default: never).")
 @friendly_errors
-def registry_token_create(root, user, read_only):
+def registry_token_create(root, user, read_only, expires_in):
     """Create a token and print it once (only its hash is stored).
 
     \b
     Example:
-      export HF_TOKEN=$(atlas-align registry token create --root ./registry --user my-org)
+      export HF_TOKEN=$(atlas-align registry token create --root ./registry --user my-org --expires-in 86400)
     """
-    from atlas_align.registry.server.store import create_token
+    from atlas_align.registry.server import create_token
 
-    click.echo(create_token(root, user, write=not read_only))
+    click.echo(create_token(root, user, write=not read_only, expires_in_s=expires_in))
+
+
+@registry_token.command("list")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True, help="The registry's folder.")
+@friendly_errors
+def registry_token_list(root):
+    """List tokens (an id, the user, rights and dates; never the secret).
+
+    \b
+    Example:
+      atlas-align registry token list --root ./registry
+    """
+    from atlas_align.registry.server.store import RegistryStore
+
+    for token in RegistryStore(root).list_tokens():
+        expires = token["expires_at"] or "never"
+        click.echo(f"{token['id']}  {token['user']:<20} {'write' if token['write'] else 'read':<5}  created {token['created_at']}  expires {expires}")
+
+
+@registry_token.command("revoke")
+@click.argument("token_or_id")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True, help="The registry's folder.")
+@friendly_errors
+def registry_token_revoke(token_or_id, root):
+    """Revoke a token, given the token itself or the id `token list` shows.
+
+    \b
+    Example:
+      atlas-align registry token revoke 3fa2b1c09d8e --root ./registry
+    """
+    from atlas_align.errors import ArtifactNotFound
+    from atlas_align.registry.server.store import RegistryStore
+
+    if not RegistryStore(root).revoke_token(token_or_id):
+        raise ArtifactNotFound(f"No token {token_or_id!r} in {root}; `atlas-align registry token list --root {root}` shows the ids.")
+    click.echo(f"revoked {token_or_id[:12]}")
 
 
 @registry.command("versions")
@@ -70,7 +107,7 @@ def registry_versions(repo_id, endpoint, token):
     versions = list_versions(make_api(endpoint, token), repo_id)
     for kind in ("tags", "branches"):
         for ref in versions[kind]:
-            click.echo(f"{kind[:-1]:<7} {ref['name']:<20} {ref['commit'][:12]}")
+            click.echo(f"{ {'tags': 'tag', 'branches': 'branch'}[kind]:<7} {ref['name']:<20} {ref['commit'][:12]}")
     for commit in versions["commits"]:
         click.echo(f"commit  {commit['commit'][:12]}  {commit['date'] or '':<26} {commit['title']}")
 
