@@ -169,7 +169,7 @@ class SubjectSpec(BaseModel):
 
     model: str = Field(description="offline asset name (e.g. 'smollm2'), a local folder, or a Hub repo id")
     revision: str | None = None
-    layer: int | None = None
+    layer: int | float | None = Field(None, description="block index, negative from the end, or a relative depth in [0, 1] (a float)")
     hookpoint: str | None = None
     site: Literal["resid", "mlp"] = "resid"
 

@@ -9,6 +9,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from atlas_align.alignment.artifact import AlignmentConfig
+from atlas_align.refs import RAW_PREFIX, looks_like_repo_id
 
 TEMPLATE_NAME = "alignment.md.j2"
 
@@ -23,12 +24,12 @@ def card_template() -> str:
 
 def model_name_for(config: AlignmentConfig) -> str:
     subject = config.subject.model_id.rsplit("/", 1)[-1]
-    atlas = config.atlas.atlas_id.rsplit("/", 1)[-1].replace("model:", "")
+    atlas = config.atlas.atlas_id.rsplit("/", 1)[-1].removeprefix(RAW_PREFIX)
     return f"atlas-align-{subject}-{config.subject.hookpoint}-to-{atlas}-{config.method}"
 
 
 def card_tags(config: AlignmentConfig) -> list[str]:
-    atlas_tag = "atlas:" + config.atlas.atlas_id.replace("model:", "")
+    atlas_tag = "atlas:" + config.atlas.atlas_id.removeprefix(RAW_PREFIX)
     return ["atlas-alignment", "interpretability", atlas_tag, f"method:{config.method}"]
 
 
@@ -51,7 +52,7 @@ def eval_results_from(metrics: list[dict[str, Any]], dataset_name: str) -> list[
 def render_card(config: AlignmentConfig, *, repo_id: str | None = None, revision: str | None = None, metrics: list[dict[str, Any]] | None = None, plot: str | None = None) -> ModelCard:
     name = model_name_for(config)
     metrics = metrics or []
-    datasets = [config.corpus.source] if config.corpus and config.corpus.source.count("/") == 1 else None
+    datasets = [config.corpus.source] if config.corpus and looks_like_repo_id(config.corpus.source) else None
     card_data = ModelCardData(
         library_name="atlas-align",
         tags=card_tags(config),

@@ -30,7 +30,7 @@ from atlas_align.fit.methods import METHODS, get_method
 from atlas_align.fit.statistics import AlignmentStatistics, row_normalize
 from atlas_align.models.activations import ActivationExtractor, Hookpoint, LayerSweepExtractor, block_list, hidden_size, layer_index, resolve_hookpoint
 from atlas_align.models.loading import load_subject
-from atlas_align.refs import CorpusRef, PoolingConfig, SubjectRef
+from atlas_align.refs import CorpusRef, PoolingConfig, SubjectRef, SubjectSpec
 
 DEFAULT_SUBJECT = "smollm2"
 DEFAULT_SUBJECT_LAYER = 0.66  # a relative depth: valid for every model (block round(0.66·(n−1)))
@@ -58,6 +58,11 @@ class AlignRequest(BaseModel):
     heldout_samples: int = Field(256, ge=0)
     pooling: PoolingConfig = Field(default_factory=PoolingConfig)
     seed: int = 0
+
+    @property
+    def subject_spec(self) -> SubjectSpec:
+        """The subject and where to read it, as the one spec type the rest of the code uses."""
+        return SubjectSpec(model=self.subject, layer=self.layer, hookpoint=self.hookpoint, site=self.site)
 
     @field_validator("layer")
     @classmethod
@@ -241,7 +246,7 @@ def _open(req: AlignRequest, subject_bundle, atlas_space: ActivationSpace | None
     if req.method not in METHODS:
         METHODS.get(req.method)  # raises the helpful "did you mean" error
     torch.manual_seed(req.seed)
-    model, tokenizer, model_id = subject_bundle or load_subject(req.subject, req.dtype)
+    model, tokenizer, model_id = subject_bundle or load_subject(req.subject_spec.model, req.dtype)
     atlas = atlas_space or load_atlas_space(req.atlas, batch_size=req.batch_size, max_length=req.max_length, dtype=req.dtype, pooling=req.pooling)
     return model, tokenizer, model_id, atlas
 
@@ -261,7 +266,8 @@ def run_alignment(
     """
     start = time.perf_counter()
     model, tokenizer, model_id, atlas = _open(req, subject_bundle, atlas_space)
-    hook = resolve_hookpoint(model, req.layer, req.site, req.hookpoint)
+    spec = req.subject_spec
+    hook = resolve_hookpoint(model, spec.layer, spec.site, spec.hookpoint)
     n_layers = _n_layers(model)
     _say(log, describe_layer(hook, n_layers, req.layer))
     subject = ActivationExtractor(model, tokenizer, hook, batch_size=req.batch_size, max_length=req.max_length, pooling=req.pooling)

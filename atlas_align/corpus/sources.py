@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_align.errors import CorpusError
+from atlas_align.refs import looks_like_repo_id
 
 BUILTIN = "builtin"
 Split = Literal["train", "heldout", "all"]
@@ -134,7 +135,7 @@ def _iter_rows(cfg: CorpusConfig) -> Iterator[dict]:
         for file in files:
             yield from _rows_from_file(file, cfg.text_field, cfg.text_unit)
         return
-    if cfg.source.count("/") == 1 and not cfg.source.startswith((".", "/", "~")):
+    if looks_like_repo_id(cfg.source):
         yield from _iter_hf_dataset(cfg)
         return
     raise CorpusError(

@@ -26,7 +26,7 @@ from atlas_align.files import CARD_FILENAME, CONFIG_FILENAME, EVAL_RESULTS_FILEN
 from atlas_align.harness.benchmarks import BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
 from atlas_align.harness.benchmarks.base import Benchmark, NotApplicable, validated_concepts
 from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity, subject_identity
-from atlas_align.refs import AtlasSpec
+from atlas_align.refs import AtlasSpec, SubjectSpec
 
 DEFAULT_BENCHMARKS = ("translation", "retrieval", "steering")
 PLOT_FILENAME = "metrics.png"
@@ -88,10 +88,11 @@ def build_context(alignment: AtlasAlignment, *, samples: int = 1000, seed: int =
     cfg = alignment.config
     model = tokenizer = None
     if subject_space is None or subject_bundle is not None:
-        model, tokenizer, _ = subject_bundle or load_subject(cfg.subject.model_id)
+        model, tokenizer, _ = subject_bundle or load_subject(SubjectSpec.from_ref(cfg.subject).model)
     cache = ActivationCache.from_env()  # ATLAS_ALIGN_ACTIVATION_CACHE: re-evaluating never re-runs a model on the same texts
     if subject_space is None:
-        hook = resolve_hookpoint(model, layer=cfg.subject.layer, site=cfg.subject.site, path=cfg.subject.hookpoint)
+        spec = SubjectSpec.from_ref(cfg.subject)
+        hook = resolve_hookpoint(model, layer=spec.layer, site=spec.site, path=spec.hookpoint)
         subject_space = ActivationExtractor(model, tokenizer, hook, batch_size=batch_size, max_length=max_length, pooling=cfg.pooling)
         if cache is not None:
             subject_space = CachedSpace(subject_space, subject_identity(cfg.subject.model_id, hook.path, cfg.pooling, max_length), cache)
