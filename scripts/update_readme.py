@@ -81,7 +81,47 @@ def board_section(repo: Path = REPO) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"demo": demo_section, "pooling": pooling_section, "board": board_section}
+def findings_section(repo: Path = REPO) -> str:
+    """Three generated sentences: best layer per model, best method, distance above the control."""
+    board = json.loads((repo / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
+    rows = [r for r in board["rows"] if r["status"] == "verified" and r["metrics"].get("mrr") is not None]
+    fitted = [r for r in rows if r["method"] != CONTROL_METHOD]
+    if not fitted:
+        return "_No verified rows yet._"
+    lines = []
+    best_per_model = {}
+    for r in fitted:
+        key = r["subject_model"]
+        if key not in best_per_model or r["metrics"]["mrr"] > best_per_model[key]["metrics"]["mrr"]:
+            best_per_model[key] = r
+    parts = [
+        f"{_short(m)} at layer {r['layer']}" + (f" (depth {r['depth']:.2f})" if r.get("depth") is not None else "") + f", MRR {r['metrics']['mrr']:.3f}"
+        for m, r in sorted(best_per_model.items(), key=lambda kv: -kv[1]["metrics"]["mrr"])
+    ]
+    lines.append("- **Best layer per model** (held-out retrieval MRR): " + "; ".join(parts) + ".")
+    wins: dict[str, int] = defaultdict(int)
+    cells: dict[tuple, dict] = {}
+    for r in fitted:
+        cell = (r["subject_model"], r["layer"])
+        if cell not in cells or r["metrics"]["auroc"] > cells[cell]["metrics"]["auroc"]:
+            cells[cell] = r
+    for r in cells.values():
+        wins[r["method"]] += 1
+    ranking = ", ".join(f"{m} {n}" for m, n in sorted(wins.items(), key=lambda kv: -kv[1]))
+    lines.append(f"- **Best method** (highest translation AUROC per model × layer, {len(cells)} cells): {ranking}.")
+    margins = []
+    for model, best in sorted(best_per_model.items()):
+        control = [r for r in rows if r["subject_model"] == model and r["layer"] == best["layer"] and r["method"] == CONTROL_METHOD]
+        if control:
+            c = control[0]["metrics"]
+            margins.append(f"{_short(model)} AUROC {best['metrics']['auroc']:.3f} vs {c['auroc']:.3f}, MRR {best['metrics']['mrr']:.3f} vs {c['mrr']:.3f}")
+    if margins:
+        lines.append("- **Above the random-rotation control** at each model's best layer: " + "; ".join(margins) + ".")
+    lines.append("- GGUF models (SmolLM2, Gemma-3, Qwen2.5) are de-quantised 4-bit weights: numbers for the bf16 originals will differ.")
+    return "\n".join(lines)
+
+
+SECTIONS = {"demo": demo_section, "pooling": pooling_section, "findings": findings_section, "board": board_section}
 
 
 def render(readme: str, repo: Path = REPO) -> str:
