@@ -1,6 +1,9 @@
-"""`atlas-align registry serve / token create / versions / ls`: a Hub-compatible registry server and its queries."""
+"""`atlas-align registry serve / token / gc / fsck / backup / restore / versions / ls`: a Hub-compatible
+registry server, its operator commands and its queries."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
@@ -88,6 +91,111 @@ def registry_token_revoke(token_or_id, root):
     if not RegistryStore(root).revoke_token(token_or_id):
         raise ArtifactNotFound(f"No token {token_or_id!r} in {root}; `atlas-align registry token list --root {root}` shows the ids.")
     click.echo(f"revoked {token_or_id[:12]}")
+
+
+def _existing_registry(root: str) -> None:
+    from pathlib import Path
+
+    from atlas_align.errors import ConfigError
+    from atlas_align.registry.server.store import DB_FILENAME
+
+    if not (Path(root) / DB_FILENAME).is_file():
+        raise ConfigError(f"{root} holds no registry ({DB_FILENAME} is missing); check --root.")
+
+
+@registry.command("gc")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True, help="The registry's folder.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be freed.")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=24 * 3600.0, show_default=True,
+              help="Seconds: blobs uploaded (or re-used) more recently, and younger unreachable commits, are kept, so uploads waiting for their commit survive.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list every freed blob's sha256.")
+@friendly_errors
+def registry_gc(root, dry_run, grace_s, verbose):
+    """Free blobs no branch, tag or retained commit needs (safe while the server runs).
+
+    Retained: every commit reachable from a branch or tag (whole histories) and anything younger
+    than --grace. Commits of deleted branches are pruned, objects of deleted repos freed.
+
+    \b
+    Example:
+      atlas-align registry gc --root ./registry --dry-run
+      atlas-align registry gc --root ./registry
+    """
+    from atlas_align.registry.server.maintenance import collect_garbage
+
+    _existing_registry(root)
+    report = collect_garbage(root, grace_s=grace_s, dry_run=dry_run)
+    if verbose:
+        for sha256 in report.freed:
+            click.echo(f"{'would free' if dry_run else 'freed'} {sha256}")
+    click.echo(report.summary())
+
+
+@registry.command("fsck")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True, help="The registry's folder.")
+@friendly_errors
+def registry_fsck(root):
+    """Re-hash every blob; report corrupt and missing ones (exit code 1 if any).
+
+    Corrupt blobs are moved to ROOT/quarantine/: the server then answers an error for them
+    (409 CorruptObject), never wrong bytes; re-upload the file to repair. Safe while serving.
+
+    \b
+    Example:
+      atlas-align registry fsck --root ./registry
+    """
+    from atlas_align.registry.server.maintenance import fsck
+
+    _existing_registry(root)
+    report = fsck(root)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@registry.command("backup")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True, help="The registry's folder.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Backup folder (new, or an earlier backup to refresh).")
+@friendly_errors
+def registry_backup(root, out):
+    """Consistent backup while serving: the database (SQLite online backup), then its blobs.
+
+    A repeated backup into the same folder copies only new blobs. Exit code 1 if blobs the
+    database needs were missing or corrupt in the source.
+
+    \b
+    Example:
+      atlas-align registry backup --root ./registry --out /backups/registry-2025-01-01
+      atlas-align registry restore --backup /backups/registry-2025-01-01 --root ./registry-restored
+    """
+    from atlas_align.registry.server.maintenance import backup
+
+    _existing_registry(root)
+    report = backup(root, out)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@registry.command("restore")
+@click.option("--backup", "backup_dir", type=click.Path(file_okay=False, exists=True), required=True, help="A folder written by `registry backup`.")
+@click.option("--root", type=click.Path(file_okay=False), required=True, help="New registry folder (must be empty or absent).")
+@friendly_errors
+def registry_restore(backup_dir, root):
+    """Check a backup (database integrity, every blob re-hashed) and copy it into a new registry folder.
+
+    \b
+    Example:
+      atlas-align registry restore --backup /backups/registry-2025-01-01 --root ./registry-restored
+      atlas-align registry serve --root ./registry-restored
+    """
+    from atlas_align.registry.server.maintenance import restore
+
+    report = restore(backup_dir, root)
+    click.echo(f"restore: {report.blobs_copied} blob(s) ({report.bytes_copied} bytes) and the database into {root}; "
+               f"start it with `atlas-align registry serve --root {root}`")
 
 
 @registry.command("versions")

@@ -647,6 +647,10 @@ class Routes:
             path = get_str(item, "path", required=True)
             size = get_size(item)
             entry = tree.get(path)
+            # A file whose blob was quarantined (or lost) is not "unchanged": the client must send
+            # it again, which is how `registry fsck` findings are repaired.
+            if entry is not None and not self.store.has_blob(entry.sha256, entry.size):
+                entry = None
             oid = None if entry is None else (entry.sha256 if entry.is_lfs else entry.oid)
             answer.append({"path": path, "uploadMode": self._upload_mode(size), "shouldIgnore": False, "oid": oid})
         return JSONResponse({"files": answer})

@@ -22,6 +22,7 @@ name objects of its own repo, so knowing a sha256 never grants access to another
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -398,8 +399,10 @@ class BlobWriter:
                     f"Upload hashes to sha256 {digest} but {expected_sha256} was announced; the file changed "
                     "while uploading or was corrupted in transit. Retry the upload."
                 )
-            target = self._store.blob_path(digest)
-            if not self._store.has_blob(digest, self.size):
+            # Content already stored: refresh its age instead (gc's grace period counts from the
+            # last upload). If gc removed it meanwhile, the touch fails and the new bytes go in.
+            if not self._store.touch_blob(digest, self.size):
+                target = self._store.blob_path(digest)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._tmp_path, target)
         except OSError as exc:
@@ -503,6 +506,15 @@ class RegistryStore:
         return removed
 
     # -- connections -------------------------------------------------------------------------
+    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A connection for reads (autocommit; rows as ``sqlite3.Row``), closed on exit."""
+        return self._connect()
+
+    def write_transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The store's write lock: one ``BEGIN IMMEDIATE`` transaction, committed on exit. Commits,
+        ref changes and uploads' records wait while it is held (readers do not)."""
+        return self._write()
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
@@ -550,10 +562,24 @@ class RegistryStore:
             return False
         return size is None or stat.st_size == size
 
+    def touch_blob(self, sha256: str, size: int | None = None) -> bool:
+        """Mark a stored blob as just used (its mtime is what gc's grace period measures), so a
+        commit about to name it is not raced by ``gc``; ``False`` if it is not stored (with that size)."""
+        try:
+            path = self.blob_path(sha256)
+            if size is not None and path.stat().st_size != size:
+                return False
+            os.utime(path)
+        except (FileNotFoundError, ConfigError):
+            return False
+        except OSError:  # read-only filesystem and the like: the blob is there, only not touched
+            return self.has_blob(sha256, size)
+        return True
+
     def put_bytes(self, data: bytes, repo: Repo | None = None) -> TreeEntry:
         """Store a regular file's content (and record it as ``repo``'s); returns its tree entry."""
         entry = TreeEntry.for_content(data)
-        if not self.has_blob(entry.sha256, entry.size):
+        if not self.touch_blob(entry.sha256, entry.size):
             writer = BlobWriter(self)
             writer.write(data)
             writer.finish(entry.sha256, entry.size)
@@ -590,19 +616,61 @@ class RegistryStore:
             raise CorruptBlob(f"Stored content {sha256} is missing from the blob store; re-upload the file.") from exc
         key = (sha256, stat.st_ino, stat.st_size, stat.st_mtime_ns)
         if self._verified.get(key) is None:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != sha256:
-                self.quarantine_dir.mkdir(exist_ok=True)
-                os.replace(path, self.quarantine_dir / f"{sha256}.{int(time.time())}")
+            try:
+                intact = self.check_blob(sha256)
+            except FileNotFoundError as exc:
+                raise CorruptBlob(f"Stored content {sha256} is missing from the blob store; re-upload the file.") from exc
+            if not intact:
                 raise CorruptBlob(
                     f"Stored content {sha256} is corrupt (its bytes changed on disk) and was quarantined; "
                     "re-upload the file."
                 )
             self._verified.put(key, True)
         return path
+
+    def check_blob(self, sha256: str) -> bool:
+        """Re-hash a stored blob; one whose bytes no longer match its name is moved to
+        ``quarantine/`` (so it is never served again) and ``False`` returned. Raises
+        ``FileNotFoundError`` when it is not stored at all."""
+        path = self.blob_path(sha256)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() == sha256:
+            return True
+        self.quarantine_blob(sha256)
+        return False
+
+    def quarantine_blob(self, sha256: str) -> Path | None:
+        """Move a blob out of ``blobs/`` into ``quarantine/<sha256>.<time>``; returns where it went."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / f"{sha256}.{time.time_ns()}"
+        try:
+            os.replace(self.blob_path(sha256), target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def iter_blobs(self) -> Iterator[tuple[str, Path]]:
+        """Every stored blob as ``(sha256, path)``; files with names that are no sha256 are skipped
+        (see :meth:`stray_files`)."""
+        for folder in sorted(self.blobs_dir.iterdir()) if self.blobs_dir.exists() else []:
+            if not folder.is_dir() or len(folder.name) != 2:
+                continue
+            for path in sorted(folder.iterdir()):
+                sha256 = folder.name + path.name
+                if path.is_file() and _SHA256_RE.match(sha256):
+                    yield sha256, path
+
+    def stray_files(self) -> list[Path]:
+        """Files under ``blobs/`` that are not named by a sha256 (nothing of the registry's)."""
+        stray = []
+        for path in sorted(self.blobs_dir.rglob("*")):
+            rel = path.relative_to(self.blobs_dir).parts
+            if path.is_file() and not (len(rel) == 2 and len(rel[0]) == 2 and _SHA256_RE.match(rel[0] + rel[1])):
+                stray.append(path)
+        return stray
 
     def read_blob(self, sha256: str, limit: int | None = None) -> bytes:
         """A blob's bytes (at most ``limit`` of them), verified against its name."""
@@ -625,7 +693,8 @@ class RegistryStore:
             row = conn.execute(
                 "SELECT size FROM repo_objects WHERE repo_id = ? AND sha256 = ?", (repo.id, sha256)
             ).fetchone()
-        if row is None or not self.has_blob(sha256, row["size"]):
+        # Touched: a client told "already have it" commits next, within gc's grace period.
+        if row is None or not self.touch_blob(sha256, row["size"]):
             return None
         return int(row["size"])
 
