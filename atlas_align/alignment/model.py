@@ -81,6 +81,18 @@ class AtlasAlignment(
             )
         return self.preprocess_subject(subject_acts) @ self.T
 
+    def explain(self, model: nn.Module, tokenizer, text: str, top_k: int = 5, **kwargs):
+        """Per word of ``text``: the top ``top_k`` atlas concepts the subject ``model`` expresses there.
+
+        Token activations at the alignment's hookpoint are pooled per unit (words, joined where a
+        token spans several; max by default, ``reduce="mean"`` too) and translated with ``T``.
+        Returns an :class:`~atlas_align.alignment.explain.Explanation` (``.units``, ``.table()``,
+        ``.to_html(concept)``); keyword options: ``reduce``, ``features``, ``max_length``.
+        """
+        from atlas_align.alignment.explain import explain_text
+
+        return explain_text(self, model, tokenizer, text, top_k=top_k, **kwargs)
+
     # --- search ------------------------------------------------------------------------------
     def _concept_weights(self, concept: Concept) -> torch.Tensor:
         d_c = self.config.d_c

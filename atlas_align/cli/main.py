@@ -102,6 +102,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "atlas": ("atlas", "atlas"),
     "demo": ("demo", "demo"),
     "eval": ("eval", "eval_command"),
+    "explain": ("explain", "explain"),
     "leaderboard": ("leaderboard", "leaderboard"),
     "models": ("models", "models"),
     "pull": ("hub", "pull"),

@@ -24,7 +24,8 @@ Units, precisely:
 
 Per-token activations come from :func:`token_activations` (one forward pass per batch, stopped at
 the hookpoint): special tokens, padding, and — per the :class:`~atlas_align.refs.PoolingConfig` —
-the attention sink and norm outliers are masked out of every unit. For a causal LM whose
+the attention sink and norm outliers are masked out of every unit (the unknown token is not: it
+stands for real text). For a causal LM whose
 tokenizer adds no BOS, ``sink_prefix`` puts its BOS (else EOS) token in front, so the sink lands
 on that token rather than on the text's first word.
 """
@@ -272,7 +273,10 @@ def token_activations(
     causal = is_causal_lm(model)
     module = base_model(model).get_submodule(hookpoint.path)
     device = next(model.parameters()).device
-    special_ids = tuple(getattr(tokenizer, "all_special_ids", ()) or ())
+    # A typed special token (a literal '<|im_start|>') is masked, but not the unknown token: it stands for real text
+    # (an emoji MiniLM's WordPiece cannot spell), which is exactly what a unit needs.
+    unk = getattr(tokenizer, "unk_token_id", None)
+    special_ids = tuple(i for i in (getattr(tokenizer, "all_special_ids", ()) or ()) if i != unk)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     rows = []
     for text in texts:
