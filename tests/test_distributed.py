@@ -20,6 +20,7 @@ from tests._dist_fixtures import REPO, cli_command, cli_env, save_tiny_models, w
 SAMPLES = 512
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("one_torch_thread")
 def test_torchrun_two_ranks_match_single_process(tmp_path):
     subject, atlas = save_tiny_models(tmp_path)
@@ -86,6 +87,7 @@ def _rank_worker(rank: int, world_size: int, store: str, ratio: float, out: str)
         dist.destroy_process_group()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("ratio", [1e4, 1e8])
 def test_two_gloo_ranks_equal_one_process_at_large_means(tmp_path, ratio):
     """Issue 11: the all-reduced statistics equal a single process's to 1e-9 (relative) at mean/std ≥ 1e4."""

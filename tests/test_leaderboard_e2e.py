@@ -39,7 +39,8 @@ def models_and_corpus(tmp_path):
     return subject, atlas, corpus
 
 
-def test_board_orders_verifies_and_corrects(registry_server, hub_online, models_and_corpus, tmp_path):  # noqa: F811
+@pytest.mark.integration
+def test_board_orders_verifies_and_corrects(registry_server, hub_online, models_and_corpus, tmp_path):
     subject, atlas, corpus = models_and_corpus
     api = registry_server.api()
     genuine = {}

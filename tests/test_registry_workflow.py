@@ -28,8 +28,11 @@ print(json.dumps(results))
 """
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture
-def published(registry_server, hub_online, tmp_path):  # noqa: F811
+def published(registry_server, hub_online, tmp_path):
     api = registry_server.api()
     repo = f"{registry_server.user}/tiny-align-{tmp_path.name[-6:]}"
     v1, v2 = make_alignment(seed=1), make_alignment(seed=2)
@@ -40,7 +43,7 @@ def published(registry_server, hub_online, tmp_path):  # noqa: F811
     return api, repo, v1, v2, first, second
 
 
-def test_tag_keeps_returning_the_old_matrix(published, registry_server, tmp_path):  # noqa: F811
+def test_tag_keeps_returning_the_old_matrix(published, registry_server, tmp_path):
     api, repo, v1, v2, first, second = published
     cases = {"v1": v1, "v2": v2, "main": v2, first["commit"]: v1}
     results = registry_server.run_client(LOAD_AND_USE.format(repo=repo, revs=list(cases), cache=str(tmp_path / "cache")), tmp_path / "home")
@@ -59,7 +62,7 @@ def test_versions_and_discovery(published):
     assert repo in [r["id"] for r in list_alignments(api)]
 
 
-def test_tampered_weights_are_refused_after_download(registry_server, hub_online, tmp_path):  # noqa: F811
+def test_tampered_weights_are_refused_after_download(registry_server, hub_online, tmp_path):
     api = registry_server.api()
     repo = f"{registry_server.user}/tampered-{tmp_path.name[-6:]}"
     al = make_alignment()
@@ -83,7 +86,7 @@ except IntegrityError as exc:
     assert "sha256" in message and "modified or corrupted" in message
 
 
-def test_cli_push_without_token_is_refused_clearly(registry_server, tmp_path):  # noqa: F811
+def test_cli_push_without_token_is_refused_clearly(registry_server, tmp_path):
     make_alignment().save_pretrained(tmp_path / "a")
     env = registry_server.client_env(tmp_path / "home")
     result = subprocess.run([sys.executable, "-m", "atlas_align.cli.main", "push", str(tmp_path / "a"), f"{registry_server.user}/no-token"],
@@ -92,7 +95,7 @@ def test_cli_push_without_token_is_refused_clearly(registry_server, tmp_path):  
     assert "HF_TOKEN" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_pull_and_versions(published, registry_server, tmp_path):  # noqa: F811
+def test_cli_pull_and_versions(published, registry_server, tmp_path):
     api, repo, v1, *_ = published
     env = registry_server.client_env(tmp_path / "home", token=registry_server.token)
     run = lambda *args: subprocess.run([sys.executable, "-m", "atlas_align.cli.main", *args], env=env, capture_output=True, text=True, timeout=120)

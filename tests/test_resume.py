@@ -43,6 +43,7 @@ def kill_after_first_checkpoint(proc: subprocess.Popen, checkpoint, timeout: flo
     pytest.fail(f"the run ended (rc={proc.returncode}) before it could be interrupted mid-way")
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("one_torch_thread")
 def test_sigkilled_run_resumes_to_the_uninterrupted_translation(tmp_path):
     subject, atlas = save_tiny_models(tmp_path)
