@@ -19,19 +19,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from atlas_align.files import atomic_path
+from atlas_align.files import atomic_path, texts_fingerprint
 
 CACHE_ENV = "ATLAS_ALIGN_ACTIVATION_CACHE"
 FORMAT = "atlas-align/pooled-activations/1"
-
-
-def texts_fingerprint(texts: Iterable[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
-        digest.update(len(encoded).to_bytes(8, "big"))
-        digest.update(encoded)
-    return digest.hexdigest()
 
 
 class ActivationCache:

@@ -18,7 +18,7 @@ import json
 import re
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError
+from atlas_align.files import texts_fingerprint  # noqa: F401 - re-exported for callers of base
 from atlas_align.plugins import Registry
 from atlas_align.refs import library_version
 
@@ -104,16 +105,6 @@ class BenchmarkResult(BaseModel):
 def config_hash(config: BaseModel | dict) -> str:
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def texts_fingerprint(texts: Iterable[str]) -> str:
-    """sha256 over length-prefixed UTF-8 texts, so ['ab', 'c'] and ['a', 'bc'] differ."""
-    digest = hashlib.sha256()
-    for text in texts:
-        raw = text.encode("utf-8")
-        digest.update(len(raw).to_bytes(8, "big"))
-        digest.update(raw)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)
