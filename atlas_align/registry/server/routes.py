@@ -407,16 +407,25 @@ class Routes:
         if sort not in _SORT_KEYS:
             raise HubError(400, f"Unknown sort {sort[:40]!r}; use one of {', '.join(_SORT_KEYS)}.")
         # downloads, likes and trendingScore are not counted here (always 0): ties fall back to id.
-        heads = self.store.list_heads(repo_type, sort if sort in ("lastModified", "createdAt") else "id")
+        order = sort if sort in ("lastModified", "createdAt") else "id"
         page_size = self._page_size(call)
-        start = parse_int(query.get("cursor"), "cursor", default=0, low=0, high=len(heads))
+        start = parse_int(query.get("cursor"), "cursor", default=0, low=0, high=2**62)
         deadline = time.monotonic() + self.limits.time_budget_s
         results = []
         index = start
-        while index < len(heads) and len(results) < page_size:
+        # Heads are read from SQL in batches from the cursor on (one more than asked, to know if
+        # there is a next page), so a page costs what it shows, not the number of repos.
+        batch = max(page_size, 64)
+        heads = self.store.list_heads(repo_type, order, offset=index, limit=batch + 1)
+        offset = index
+        while index - offset < len(heads) and len(results) < page_size:
             if time.monotonic() > deadline and index > start:
                 break
-            head = heads[index]
+            if index - offset == batch:  # the look-ahead row: fetch the next batch
+                offset = index
+                heads = self.store.list_heads(repo_type, order, offset=index, limit=batch + 1)
+                continue
+            head = heads[index - offset]
             index += 1
             repo = head.repo
             if not self.auth.can_read(caller, repo):
@@ -433,7 +442,7 @@ class Routes:
             if not with_card and "cardData" not in expand:
                 info.pop("cardData")
             results.append(self._expand(info, expand) if expand else info)
-        headers = self._next_link(call, str(index)) if index < len(heads) else {}
+        headers = self._next_link(call, str(index)) if index - offset < len(heads) else {}
         return JSONResponse(results, headers=headers)
 
     # -- tree and paths-info -------------------------------------------------------------------

@@ -823,15 +823,18 @@ class RegistryStore:
         "id": "r.namespace, r.name",
     }
 
-    def list_heads(self, repo_type: str, sort: str = "lastModified") -> list[HeadRow]:
-        """Every repo of a type with its ``main`` head sha and date, sorted in SQL (no trees loaded)."""
+    def list_heads(self, repo_type: str, sort: str = "lastModified", offset: int = 0,
+                   limit: int = -1) -> list[HeadRow]:
+        """Repos of a type with their ``main`` head sha and date, sorted in SQL (no trees loaded):
+        ``limit`` of them (all when negative) from position ``offset``, so a listing page reads
+        what it shows instead of every repo."""
         order = self._HEAD_ORDER[sort]
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT r.*, c.sha AS head_sha, c.date AS head_date FROM repos r "
                 "JOIN refs f ON f.repo_id = r.id AND f.kind = 'branch' AND f.name = ? "
-                "JOIN commits c ON c.sha = f.sha WHERE r.type = ? ORDER BY " + order,
-                (DEFAULT_BRANCH, repo_type),
+                "JOIN commits c ON c.sha = f.sha WHERE r.type = ? ORDER BY " + order + " LIMIT ? OFFSET ?",
+                (DEFAULT_BRANCH, repo_type, limit, offset),
             ).fetchall()
         return [HeadRow(self._repo_from_row(row), row["head_sha"], row["head_date"]) for row in rows]
 
