@@ -13,6 +13,7 @@ from atlas_align.alignment.artifact import AlignmentConfig
 from atlas_align.alignment.model import AtlasAlignment
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.cli.main import main
+from atlas_align.errors import ConfigError
 from atlas_align.models.activations import resolve_hookpoint
 from atlas_align.models.hooks import forward_to
 from atlas_align.refs import AtlasRef, PoolingConfig, SubjectRef
@@ -65,8 +66,20 @@ def test_explain_scores_are_the_translated_unit_max(setup):
     table = ex.table()
     assert table.splitlines()[0].startswith("unit") and "dogs" in table and len(table.splitlines()) == 12
     every = al.explain(model, tok, TEXT, top_k=2, features="all", reduce="mean")
-    assert len(every.features) == 6 and len(every.units[0].concepts) == 2
+    assert len(every.concepts) == 6 and len(every.units[0].concepts) == 2
     assert al.explain(model, tok, "", top_k=2).units == []
+
+
+def test_features_sharing_a_label_form_one_concept(setup):
+    model, tok, al = setup
+    al.labels = FeatureLabels([*al.labels, FeatureLabel(feature=5, label="dogs", validated=True)])
+    ex = al.explain(model, tok, TEXT, top_k=3)
+    dogs = ex.concepts[ex.concept_index("dogs")]
+    assert dogs.features == [0, 5] and len(ex.concepts) == 5 and ex.concept_index(5) == ex.concept_index(0)
+    torch.testing.assert_close(torch.tensor(ex.concept_scores(ex.concept_index("dogs"))), ex.scores[:, [0, 5]].mean(1))
+    assert all(len({c.label for c in u.concepts}) == 3 for u in ex.units)  # distinct labels per word
+    with pytest.raises(ConfigError):
+        ex.concept_index("zebra")
 
 
 def test_explain_cli_table_json_and_html(setup, tmp_path):
@@ -97,10 +110,11 @@ def test_explain_cli_table_json_and_html(setup, tmp_path):
 def test_html_escapes_text_and_labels(setup):
     model, tok, al = setup
     ex = al.explain(model, tok, "the <b>dog</b> & </script> cat", top_k=2)
-    ex.labels[0] = "<img src=x onerror=alert(1)>"
+    ex.concepts[0].label = "<img src=x onerror=alert(1)>"
     for u in ex.units:
         for c in u.concepts:
-            c.label = ex.labels.get(c.feature, c.label)
+            if c.features == ex.concepts[0].features:
+                c.label = ex.concepts[0].label
     page = ex.to_html(0)
     assert "<img" not in page and "&lt;img" in page and "<b>dog" not in page and page.count("</script>") == 2
 

@@ -4,7 +4,8 @@ The subject model's per-token activations at the alignment's hookpoint are poole
 (:mod:`atlas_align.models.spans`: words joined wherever a token spans several of them, with the
 pooling rules the alignment was fitted with: specials, the attention sink and norm outliers
 masked), translated to the atlas with ``T`` exactly like a sequence-pooled vector, and each unit's
-top atlas features are reported with their labels. :meth:`Explanation.to_html` renders a
+top concepts are reported: atlas features grouped by label (the built-in atlas has several
+features per WordNet category), a concept's score being its features' mean translated score. :meth:`Explanation.to_html` renders a
 self-contained page: the text with per-word highlighting for one chosen concept (a selector
 switches concepts), and each word's top concepts on hover.
 """
@@ -30,9 +31,15 @@ Features = Literal["validated", "labelled", "all"]
 
 @dataclass
 class Concept:
-    feature: int
+    """A labelled concept: the atlas features sharing one label; its score is their mean translated score."""
+
     label: str
-    score: float
+    features: list[int]
+    score: float = 0.0
+
+    @property
+    def feature(self) -> int:
+        return self.features[0]
 
 
 @dataclass
@@ -47,26 +54,41 @@ class UnitExplanation:
 
 @dataclass
 class Explanation:
-    """Per-unit atlas concepts for one text; ``scores`` (n_units, d_c) holds every feature's estimate."""
+    """Per-unit atlas concepts for one text.
+
+    ``scores`` (n_units, d_c) holds every feature's translated estimate; ``concepts`` the ranked
+    concepts (features grouped by label) and ``concept_matrix`` (n_units, n_concepts) their scores.
+    """
 
     text: str
     units: list[UnitExplanation]
     scores: torch.Tensor
-    features: list[int]
-    labels: dict[int, str] = field(default_factory=dict)
+    concepts: list[Concept]
+    concept_matrix: torch.Tensor = field(repr=False)
 
-    def label(self, feature: int) -> str:
-        return self.labels.get(feature) or f"feature {feature}"
+    def concept_index(self, key: int | str) -> int:
+        """The concept holding atlas feature ``key`` (an int), or labelled exactly / containing ``key`` (a str)."""
+        if isinstance(key, int):
+            for i, c in enumerate(self.concepts):
+                if key in c.features:
+                    return i
+            raise ConfigError(f"Atlas feature {key} is not among the ranked concepts (try features='all').")
+        lowered = key.lower()
+        for match in (lambda c: c.label.lower() == lowered, lambda c: lowered in c.label.lower()):
+            for i, c in enumerate(self.concepts):
+                if match(c):
+                    return i
+        raise ConfigError(f"No ranked concept is labelled {key!r}.")
 
     def top_concept(self) -> int:
-        """The ranked feature with the highest score on any unit (the HTML view's default concept)."""
-        sub = self.scores[:, self.features]
-        if sub.numel() == 0:
-            return self.features[0] if self.features else 0
-        return self.features[int(sub.max(dim=0).values.argmax())]
+        """The concept with the highest score on any unit (the HTML view's default)."""
+        if self.concept_matrix.numel() == 0:
+            return 0
+        return int(self.concept_matrix.max(dim=0).values.argmax())
 
-    def concept_scores(self, feature: int) -> list[float]:
-        return [float(v) for v in self.scores[:, feature]]
+    def concept_scores(self, index: int) -> list[float]:
+        """Per-unit scores of concept ``index``."""
+        return [float(v) for v in self.concept_matrix[:, index]]
 
     def table(self, top_k: int | None = None, width: int = 40) -> str:
         """A compact text table: one row per unit, its top concepts with scores."""
@@ -77,8 +99,9 @@ class Explanation:
             lines.append(f"{_short(u.text, 16):<16} {cells}")
         return "\n".join(lines)
 
-    def to_html(self, concept: int | None = None, title: str = "atlas-align explain") -> str:
-        return render_html(self, concept, title)
+    def to_html(self, concept: int | str | None = None, title: str = "atlas-align explain") -> str:
+        """The HTML view; ``concept``: an atlas feature id or a label (default: :meth:`top_concept`)."""
+        return render_html(self, None if concept is None else self.concept_index(concept), title)
 
 
 def _short(text: str, width: int) -> str:
@@ -86,14 +109,21 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def ranked_features(alignment: AtlasAlignment, features: Features = "validated") -> list[int]:
-    """Atlas features an explanation ranks: validated labels (else all labelled ones, else all features)."""
-    labels = alignment.labels
+def ranked_concepts(alignment: AtlasAlignment, features: Features = "validated") -> list[Concept]:
+    """Concepts an explanation ranks: validated labels (else all labelled features, else all features), grouped by label."""
+    labels, d_c = alignment.labels, alignment.config.d_c
     if features == "validated" and labels.validated():
-        return sorted(x.feature for x in labels.validated() if x.feature < alignment.config.d_c)
-    if features in ("validated", "labelled") and len(labels):
-        return sorted(x.feature for x in labels if x.feature < alignment.config.d_c)
-    return list(range(alignment.config.d_c))
+        items = [(x.feature, x.label) for x in labels.validated()]
+    elif features in ("validated", "labelled") and len(labels):
+        items = [(x.feature, x.label) for x in labels]
+    else:
+        named = {x.feature: x.label for x in labels}
+        items = [(f, named.get(f) or f"feature {f}") for f in range(d_c)]
+    groups: dict[str, list[int]] = {}
+    for feature, label in sorted(items):
+        if 0 <= feature < d_c:
+            groups.setdefault(label, []).append(feature)
+    return [Concept(label=label, features=feats) for label, feats in groups.items()]
 
 
 def explain_text(
@@ -114,16 +144,14 @@ def explain_text(
     (acts,) = token_activations(model, tokenizer, hook, [text], max_length=max_length, pooling=alignment.config.pooling)
     units, (pooled,) = unit_activations([acts], reduce)
     scores = alignment.translate_to_atlas(pooled) if len(units) else torch.zeros(0, alignment.config.d_c)
-    ranked = ranked_features(alignment, features)
-    index = torch.tensor(ranked, dtype=torch.long)
-    labels = {x.feature: x.label for x in alignment.labels}
+    concepts = ranked_concepts(alignment, features)
+    matrix = torch.stack([scores[:, c.features].mean(dim=1) for c in concepts], dim=1) if concepts else torch.zeros(len(units), 0)
     out = []
-    for (start, end), row in zip(units.units, scores):
-        sub = row[index]
-        values, order = sub.topk(min(top_k, len(ranked)))
-        concepts = [Concept(feature=ranked[int(i)], label=labels.get(ranked[int(i)]) or f"feature {ranked[int(i)]}", score=float(v)) for v, i in zip(values, order)]
-        out.append(UnitExplanation(text=text[start:end], start=start, end=end, concepts=concepts))
-    return Explanation(text=text, units=out, scores=scores, features=ranked, labels=labels)
+    for (start, end), row in zip(units.units, matrix):
+        values, order = row.topk(min(top_k, len(concepts)))
+        top = [Concept(label=concepts[int(i)].label, features=concepts[int(i)].features, score=float(v)) for v, i in zip(values, order)]
+        out.append(UnitExplanation(text=text[start:end], start=start, end=end, concepts=top))
+    return Explanation(text=text, units=out, scores=scores, concepts=concepts, concept_matrix=matrix)
 
 
 # ------------------------------------------------------------------------------------------ HTML
@@ -157,22 +185,27 @@ paint(sel.value);
 
 
 def render_html(explanation: Explanation, concept: int | None = None, title: str = "atlas-align explain") -> str:
-    """A self-contained HTML page (inline CSS/JS, no network): the text with per-word highlighting."""
+    """A self-contained HTML page (inline CSS/JS, no network): the text with per-word highlighting.
+
+    ``concept`` is an index into ``explanation.concepts`` (default: the top concept).
+    """
     ex = explanation
     # The selector offers every concept that is in some unit's top list, plus the chosen one.
+    position = {c.label: i for i, c in enumerate(ex.concepts)}
     offered: list[int] = []
     for u in ex.units:
         for c in u.concepts:
-            if c.feature not in offered:
-                offered.append(c.feature)
+            if position[c.label] not in offered:
+                offered.append(position[c.label])
     chosen = ex.top_concept() if concept is None else int(concept)
     if chosen not in offered:
         offered.insert(0, chosen)
-    best = {f: max(ex.concept_scores(f), default=0.0) for f in offered}
-    offered.sort(key=lambda f: (f != chosen, -best[f]))
+    best = {i: max(ex.concept_scores(i), default=0.0) for i in offered}
+    offered.sort(key=lambda i: (i != chosen, -best[i]))
+    name = lambda i: ex.concepts[i].label if i < len(ex.concepts) else f"concept {i}"  # noqa: E731
     data = {
-        "scores": {str(f): [round(v, 4) for v in ex.concept_scores(f)] for f in offered},
-        "names": {str(f): ex.label(f) for f in offered},
+        "scores": {str(i): [round(v, 4) for v in ex.concept_scores(i)] for i in offered if i < len(ex.concepts)},
+        "names": {str(i): name(i) for i in offered},
     }
     parts, pos = [], 0
     for i, u in enumerate(ex.units):
@@ -184,7 +217,7 @@ def render_html(explanation: Explanation, concept: int | None = None, title: str
         )
         pos = u.end
     parts.append(html.escape(ex.text[pos:]))
-    options = "".join(f'<option value="{f}"{" selected" if f == chosen else ""}>{html.escape(ex.label(f))}</option>' for f in offered)
+    options = "".join(f'<option value="{i}"{" selected" if i == chosen else ""}>{html.escape(name(i))}</option>' for i in offered)
     rows = "".join(
         f"<tr><td>{html.escape(u.text)}</td><td>{html.escape('; '.join(f'{c.label} ({c.score:.2f})' for c in u.concepts[:3]))}</td></tr>" for u in ex.units
     )
@@ -200,4 +233,4 @@ def render_html(explanation: Explanation, concept: int | None = None, title: str
     )
 
 
-__all__ = ["Concept", "Explanation", "UnitExplanation", "explain_text", "ranked_features", "render_html"]
+__all__ = ["Concept", "Explanation", "UnitExplanation", "explain_text", "ranked_concepts", "render_html"]

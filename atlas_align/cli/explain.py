@@ -31,6 +31,7 @@ def explain(artifact, text, top_k, reduce, features, subject, html_path, concept
     import json
     from pathlib import Path
 
+    from atlas_align.alignment.explain import render_html
     from atlas_align.alignment.model import AtlasAlignment
     from atlas_align.errors import ConfigError
     from atlas_align.models.loading import load_subject
@@ -40,15 +41,16 @@ def explain(artifact, text, top_k, reduce, features, subject, html_path, concept
     ex = alignment.explain(model, tokenizer, text, top_k=top_k, reduce=reduce, features=features, max_length=max_length)
     chosen = None
     if concept is not None:
-        if concept.strip().isdigit():
-            chosen = int(concept)
-        else:
-            hits = alignment.labels.search(concept, top_k=1)
+        key: int | str = int(concept) if concept.strip().isdigit() else concept
+        if isinstance(key, int) and not 0 <= key < alignment.config.d_c:
+            raise ConfigError(f"Atlas feature {key} is out of range (the atlas has {alignment.config.d_c} features).")
+        try:
+            chosen = ex.concept_index(key)
+        except ConfigError:
+            hits = alignment.labels.search(concept, top_k=1) if isinstance(key, str) else []
             if not hits:
-                raise ConfigError(f"No atlas feature label matches {concept!r}; `atlas-align atlas search` lists labels.")
-            chosen = hits[0][0].feature
-        if not 0 <= chosen < alignment.config.d_c:
-            raise ConfigError(f"Atlas feature {chosen} is out of range (the atlas has {alignment.config.d_c} features).")
+                raise ConfigError(f"No ranked concept matches {concept!r}; `atlas-align atlas search` lists labels (or pass --features all).") from None
+            chosen = ex.concept_index(hits[0][0].feature)
     if as_json:
         rows = [{"unit": u.text, "start": u.start, "end": u.end, "concepts": [vars(c) for c in u.concepts]} for u in ex.units]
         click.echo(json.dumps({"text": text, "units": rows}, indent=2, ensure_ascii=False))
@@ -57,5 +59,5 @@ def explain(artifact, text, top_k, reduce, features, subject, html_path, concept
     if html_path:
         path = Path(html_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(ex.to_html(chosen, title=f"{alignment.config.subject.model_id} @ {alignment.config.subject.hookpoint} → {alignment.config.atlas.atlas_id}"), encoding="utf-8")
+        path.write_text(render_html(ex, chosen, title=f"{alignment.config.subject.model_id} @ {alignment.config.subject.hookpoint} → {alignment.config.atlas.atlas_id}"), encoding="utf-8")
         click.echo(f"Wrote {path}", err=as_json)
