@@ -2,7 +2,8 @@
 
 The pieces: :mod:`.routes` (HTTP handlers), :mod:`.lfs` (LFS upload), :mod:`.auth` (tokens,
 permissions, signed URLs), :mod:`.store` (SQLite + content-addressed blobs), :mod:`.cards`
-(bounded card metadata), :mod:`.protocol` (Hub errors, body limits, typed JSON).
+(bounded card metadata), :mod:`.protocol` (Hub errors, body limits, typed JSON), and
+:mod:`.maintenance` (gc, fsck, backup and restore of a registry folder; docs/REGISTRY.md).
 """
 
 from __future__ import annotations

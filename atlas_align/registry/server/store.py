@@ -13,7 +13,7 @@ Layout under ``root``::
                         the URL-signing key and token hashes)
     blobs/ab/cdef...    file contents by sha256 (regular and LFS alike)
     tmp/                blobs being written (same filesystem, so os.replace is atomic); swept at start
-    quarantine/         blobs whose bytes no longer match their name (found on read)
+    quarantine/         blobs whose bytes no longer match their name (found on read or by `registry fsck`)
 
 Objects are stored once on disk but *belong* to repos: ``repo_objects`` records which repo proved
 it holds which content (by uploading the bytes, or by having it in its history). A commit may only
