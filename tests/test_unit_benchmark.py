@@ -14,10 +14,9 @@ from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import Sample
 from atlas_align.harness.benchmarks import BENCHMARKS, BenchmarkContext, get_benchmark
 from atlas_align.harness.benchmarks.synthetic import planted_problem
-from atlas_align.harness.benchmarks.unit import token_source
 from atlas_align.models.activations import ActivationExtractor, resolve_hookpoint
 from atlas_align.models.cache import ActivationCache, CachedSpace
-from atlas_align.models.spans import token_activations, unit_activations
+from atlas_align.models.spans import token_activations, token_source, unit_activations
 from atlas_align.refs import AtlasRef, PoolingConfig, SubjectRef
 from tests.test_atlas import _random_topk_sae
 from tests.tiny_models import WORDS, tiny_bert, word_tokenizer

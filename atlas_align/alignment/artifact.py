@@ -41,6 +41,8 @@ class AlignmentConfig(BaseModel):
     corpus: CorpusRef | None = None
     # How texts were pooled (subject, and raw-model atlases); artifacts from before the option existed used legacy pooling.
     pooling: PoolingConfig = Field(default_factory=PoolingConfig.legacy)
+    # Fitted on one row per shared word (models.spans units, pooled 'max' or 'mean') instead of one per text; None = per text.
+    unit_pooling: Literal["max", "mean"] | None = None
     d_s: int = Field(gt=0)
     d_c: int = Field(gt=0)
     library_version: str = Field(default_factory=library_version)

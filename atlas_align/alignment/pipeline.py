@@ -57,6 +57,7 @@ class AlignRequest(BaseModel):
     dtype: Literal["float32", "bfloat16"] = "float32"
     heldout_samples: int = Field(256, ge=0)
     pooling: PoolingConfig = Field(default_factory=PoolingConfig)
+    unit_pooling: Literal["max", "mean"] | None = Field(None, description="fit on one row per shared word (pooled max or mean) instead of one per text")
     seed: int = 0
 
     @property
@@ -167,7 +168,7 @@ class AlignResult:
     statistics: AlignmentStatistics
 
 
-def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_ref: SubjectRef, atlas: ActivationSpace, corpus_ref: CorpusRef, pooling: PoolingConfig | None = None) -> AtlasAlignment:
+def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_ref: SubjectRef, atlas: ActivationSpace, corpus_ref: CorpusRef, pooling: PoolingConfig | None = None, unit_pooling: str | None = None) -> AtlasAlignment:
     method = get_method(method_name, **params).fit(stats)
     config = AlignmentConfig(
         subject=subject_ref,
@@ -179,6 +180,7 @@ def _wrap(method_name: str, params: dict, stats: AlignmentStatistics, subject_re
         d_s=stats.d_s,
         d_c=stats.d_c,
         pooling=pooling or PoolingConfig(),
+        unit_pooling=unit_pooling,
     )
     return AtlasAlignment(config, method.T_, method.subject_shift_, method.subject_scale_, labels=atlas.labels)
 
@@ -233,12 +235,12 @@ def _corpus_ref(req: AlignRequest, n: int) -> CorpusRef:
     return CorpusRef(**fields)
 
 
-def _fit_pair(req: AlignRequest, stats: AlignmentStatistics, control_stats: AlignmentStatistics, hook: Hookpoint, model_id: str, atlas: ActivationSpace, n_layers: int | None) -> tuple[AtlasAlignment, AtlasAlignment]:
+def _fit_pair(req: AlignRequest, stats: AlignmentStatistics, control_stats: AlignmentStatistics, hook: Hookpoint, model_id: str, atlas: ActivationSpace, n_layers: int | None, n_texts: int | None = None) -> tuple[AtlasAlignment, AtlasAlignment]:
     """The fitted alignment and its shuffled-pairs control for one subject hookpoint (``n_layers``: blocks in the subject)."""
     subject_ref = SubjectRef(model_id=model_id, hookpoint=hook.path, layer=hook.layer, site=hook.site, n_layers=n_layers)
-    corpus_ref = _corpus_ref(req, stats.n)
-    alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref, req.pooling)
-    control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref, req.pooling)
+    corpus_ref = _corpus_ref(req, stats.n if n_texts is None else n_texts)
+    alignment = _wrap(req.method, req.method_params, stats, subject_ref, atlas, corpus_ref, req.pooling, req.unit_pooling)
+    control = _wrap(req.method, req.method_params, control_stats, subject_ref, atlas, corpus_ref, req.pooling, req.unit_pooling)
     return alignment, control
 
 
@@ -274,16 +276,26 @@ def run_alignment(
     d_s = hidden_size(model)
     needs_gram = METHODS.get(req.method).needs_gram
     control_stats = AlignmentStatistics(d_s, atlas.width, needs_gram)
+    pair_subject, pair_atlas, units = subject, atlas, None
+    if req.unit_pooling is not None:  # one row per shared word: both sides come from one per-token pass per chunk
+        if resume or checkpoint is not None or world_size > 1:
+            raise ConfigError("--pooling unit runs in one process without checkpoints (statistics count words, not texts); drop --checkpoint/--resume/--distributed.")
+        from atlas_align.fit.units import UnitPairs
+
+        units = UnitPairs(subject, atlas, req.unit_pooling)
+        pair_subject, pair_atlas = units.subject, units.atlas
     stats = collect_statistics(
-        subject, atlas, iter_samples(req.corpus, "train", limit=req.samples), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
+        pair_subject, pair_atlas, iter_samples(req.corpus, "train", limit=req.samples), n_samples=req.samples, d_s=d_s, with_gram=needs_gram,
         progress=progress, checkpoint=checkpoint, resume=resume, control=control_stats,
         checkpoint_every=checkpoint_every, rank=rank, world_size=world_size,
     )
     if reduce is not None:
         stats, control_stats = reduce([stats, control_stats])
     if rank == 0:
-        _check_texts_used(req, stats.n, log)
-    alignment, control = _fit_pair(req, stats, control_stats, hook, model_id, atlas, n_layers)
+        _check_texts_used(req, stats.n if units is None else units.n_texts, log)
+        if units is not None:
+            _say(log, f"shared words (unit rows, {req.unit_pooling}-pooled): {units.n_units}")
+    alignment, control = _fit_pair(req, stats, control_stats, hook, model_id, atlas, n_layers, None if units is None else units.n_texts)
     report = heldout_report(alignment, control, subject, atlas, req.corpus, req.heldout_samples) if req.heldout_samples and rank == 0 else None
     return AlignResult(alignment, control, report, time.perf_counter() - start, stats)
 
@@ -319,6 +331,8 @@ def run_alignment_sweep(
     """
     if req.hookpoint is not None:
         raise ConfigError("A layer sweep picks its hookpoints from --layers; drop --hookpoint.")
+    if req.unit_pooling is not None:
+        raise ConfigError("--pooling unit fits one layer at a time; drop --layers (or use --layer).")
     start = time.perf_counter()
     model, tokenizer, model_id, atlas = _open(req, subject_bundle, atlas_space)
     hooks = sweep_hookpoints(model, layers, req.site)

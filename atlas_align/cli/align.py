@@ -157,6 +157,8 @@ class _SubjectOption(click.Option):
 @click.option("--heldout-samples", type=int, default=_default("heldout_samples"), show_default=True, help="Held-out texts for the check printed after the fit (0: none).")
 @click.option("--method", default=_default("method"), show_default=True, callback=check_method, help="procrustes | covariance | correlation | linear_regression | random_rotation")
 @click.option("--method-param", "method_param", multiple=True, metavar="KEY=VALUE", help="A method parameter, repeatable: e.g. --method-param center=false, --method-param alpha=0.01.")
+@click.option("--pooling", type=click.Choice(["sequence", "unit", "unit-mean"]), default="sequence", show_default=True,
+              help="Fit on one pooled row per text (sequence), or per word both tokenizers share (unit: max over its tokens; unit-mean: mean).")  # fmt: skip
 @click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
 @click.option("--max-length", type=int, default=_default("max_length"), show_default=True, help="Max tokens per text.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=_default("dtype"), show_default=True)
@@ -167,7 +169,7 @@ class _SubjectOption(click.Option):
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
 @click.option("--distributed", is_flag=True, help="Data-parallel under torchrun: each rank pools a share, one all_reduce, rank 0 saves.")
 @friendly_errors
-def align(subject, layer, layers, hookpoint, site, atlas, corpus, text_field, text_unit, window_words, heldout_fraction, samples, heldout_samples, method, method_param, batch_size, max_length, dtype, seed, out, checkpoint, checkpoint_every, resume, distributed):
+def align(subject, layer, layers, hookpoint, site, atlas, corpus, text_field, text_unit, window_words, heldout_fraction, samples, heldout_samples, method, method_param, pooling, batch_size, max_length, dtype, seed, out, checkpoint, checkpoint_every, resume, distributed):
     """Fit a translation between an atlas and a subject model on shared texts, and save the artifact.
 
     \b
@@ -176,6 +178,7 @@ def align(subject, layer, layers, hookpoint, site, atlas, corpus, text_field, te
       atlas-align align --subject gemma3-270m --layers 0.25,0.5,0.75,-2 --out runs/gemma-sweep
       atlas-align align --corpus my_sentences.txt --text-unit line --out runs/mine
       atlas-align align --method linear_regression --method-param alpha=0.01 --out runs/ridge
+      atlas-align align --subject smollm2 --layer 19 --pooling unit --samples 1000 --out runs/smollm2-l19-unit
       torchrun --nproc_per_node 2 -m atlas_align.cli align --distributed --subject smollm2 --out runs/smollm2-l20
     """
     from pathlib import Path
@@ -194,7 +197,7 @@ def align(subject, layer, layers, hookpoint, site, atlas, corpus, text_field, te
         corpus=CorpusConfig(source=corpus, text_field=text_field, text_unit=text_unit, window_words=window_words, heldout_fraction=heldout_fraction),
         samples=samples, heldout_samples=heldout_samples,
         method=method, method_params=method_params(method, method_param), batch_size=batch_size, max_length=max_length,
-        dtype=dtype, seed=seed,
+        dtype=dtype, seed=seed, unit_pooling={"sequence": None, "unit": "max", "unit-mean": "mean"}[pooling],
     )
     if sweep is not None:
         results = pipeline.run_alignment_sweep(req, sweep, log=click.echo)

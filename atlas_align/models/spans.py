@@ -40,7 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from atlas_align.models.activations import Hookpoint, base_model, is_causal_lm, pooling_mask
+from atlas_align.models.activations import ActivationExtractor, Hookpoint, base_model, is_causal_lm, pooling_mask
 from atlas_align.models.hooks import forward_to
 from atlas_align.refs import PoolingConfig
 
@@ -316,6 +316,29 @@ def token_activations(
     return out
 
 
+def token_source(space) -> ActivationExtractor | None:
+    """The extractor behind a space (unwrapping an activation cache's ``inner`` and an atlas space's ``extractor``), or None.
+
+    Per-token work needs the model itself; a precomputed or in-memory space has none.
+    """
+    for _ in range(4):
+        if isinstance(space, ActivationExtractor):
+            return space
+        inner = getattr(space, "__dict__", {}).get("inner")
+        space = inner if inner is not None else getattr(space, "extractor", None)
+        if space is None:
+            return None
+    return None
+
+
+def extractor_token_activations(extractor: ActivationExtractor, texts: Sequence[str], *, max_length: int | None = None, batch_size: int | None = None) -> list[TokenActivations]:
+    """:func:`token_activations` with an extractor's model, hookpoint, pooling rules and token transform (an atlas's SAE)."""
+    return token_activations(
+        extractor.model, extractor.tokenizer, extractor.hookpoint, texts, max_length=max_length or extractor.max_length,
+        batch_size=batch_size or extractor.batch_size, pooling=extractor.pooling, token_transform=extractor.token_transform,
+    )  # fmt: skip
+
+
 def unit_activations(text_acts: Sequence[TokenActivations], reduce: Reduce = "max") -> tuple[UnitAlignment, list[torch.Tensor]]:
     """Shared units of one text across several models' :class:`TokenActivations`, and each model's (n_units, d) pooling."""
     if not text_acts:
@@ -329,6 +352,6 @@ def unit_activations(text_acts: Sequence[TokenActivations], reduce: Reduce = "ma
 
 
 __all__ = [
-    "TokenActivations", "TokenStream", "UnitAlignment", "align_units", "clusters", "pool_units",
-    "token_activations", "trim_span", "unit_activations", "word_units",
+    "TokenActivations", "TokenStream", "UnitAlignment", "align_units", "clusters", "extractor_token_activations", "pool_units",
+    "token_activations", "token_source", "trim_span", "unit_activations", "word_units",
 ]  # fmt: skip

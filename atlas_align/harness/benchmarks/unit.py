@@ -34,7 +34,7 @@ from atlas_align.harness.benchmarks.base import Benchmark, BenchmarkContext, Ben
 from atlas_align.harness.benchmarks.metrics import auroc, average_precision, nanmean
 from atlas_align.harness.benchmarks.translation import shuffled_columns
 from atlas_align.models.activations import ActivationExtractor
-from atlas_align.models.spans import token_activations, unit_activations
+from atlas_align.models.spans import extractor_token_activations, token_source, unit_activations
 
 TEMPLATES = (
     "Yesterday I noticed the {} near the old station.",
@@ -60,23 +60,8 @@ class UnitConfig(BaseModel):
     batch_size: int = Field(8, gt=0)
 
 
-def token_source(space: Any) -> ActivationExtractor | None:
-    """The extractor behind a space (unwrapping the activation cache and atlas spaces), or None."""
-    for _ in range(4):
-        if isinstance(space, ActivationExtractor):
-            return space
-        inner = getattr(space, "__dict__", {}).get("inner")
-        space = inner if inner is not None else getattr(space, "extractor", None)
-        if space is None:
-            return None
-    return None
-
-
 def _tokens(extractor: ActivationExtractor, texts: list[str], cfg: UnitConfig):
-    return token_activations(
-        extractor.model, extractor.tokenizer, extractor.hookpoint, texts, max_length=cfg.max_length, batch_size=cfg.batch_size,
-        pooling=extractor.pooling, token_transform=extractor.token_transform,
-    )  # fmt: skip
+    return extractor_token_activations(extractor, texts, max_length=cfg.max_length, batch_size=cfg.batch_size)
 
 
 def _scores_table(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
