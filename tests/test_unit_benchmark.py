@@ -93,3 +93,22 @@ def test_needs_models_not_precomputed_spaces(tmp_path):
     real = _setup()
     cached = CachedSpace(real.subject, {"id": "x"}, ActivationCache(tmp_path))
     assert token_source(cached) is real.subject and token_source(real.atlas) is real.atlas.extractor
+
+
+def test_one_instance_scores_several_alignments_from_one_pass(monkeypatch):
+    import dataclasses
+
+    from atlas_align.harness.benchmarks import unit
+
+    ctx = _setup()
+    calls = []
+    real = unit.extractor_token_activations
+    monkeypatch.setattr(unit, "extractor_token_activations", lambda *a, **k: calls.append(1) or real(*a, **k))
+    bench = get_benchmark("translation_unit", n_features=20, min_positives=3, words_per_category=3, templates=TEMPLATES)
+    first = bench.run(ctx)
+    n = len(calls)
+    shuffled_T = ctx.alignment.T[:, torch.randperm(32, generator=torch.Generator().manual_seed(1))]
+    other = AtlasAlignment(ctx.alignment.config, shuffled_T, ctx.alignment.subject_shift, labels=ctx.alignment.labels)
+    second = bench.run(dataclasses.replace(ctx, alignment=other))
+    assert len(calls) == n == 4  # held-out and localisation texts, subject and atlas: computed once
+    assert second.metrics["auroc"] < first.metrics["auroc"] - 0.2

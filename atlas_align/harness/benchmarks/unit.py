@@ -60,10 +60,6 @@ class UnitConfig(BaseModel):
     batch_size: int = Field(8, gt=0)
 
 
-def _tokens(extractor: ActivationExtractor, texts: list[str], cfg: UnitConfig):
-    return extractor_token_activations(extractor, texts, max_length=cfg.max_length, batch_size=cfg.batch_size)
-
-
 def _scores_table(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return auroc(scores, y), average_precision(scores, y)
 
@@ -74,6 +70,14 @@ class UnitTranslationBenchmark(Benchmark):
     name = "translation_unit"
     version = 1
     Config = UnitConfig
+
+    def _tokens(self, extractor: ActivationExtractor, texts: list[str]):
+        """Per-token activations, remembered per (extractor, texts): one instance scores several alignments of one subject in one pass."""
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (id(extractor), tuple(texts))
+        if key not in memo:  # the extractor is kept with its activations, so its id is never reused meanwhile
+            memo[key] = (extractor, extractor_token_activations(extractor, texts, max_length=self.config.max_length, batch_size=self.config.batch_size))
+        return memo[key][1]
 
     def not_applicable(self, ctx: BenchmarkContext) -> str | None:
         if token_source(ctx.subject) is None or token_source(ctx.atlas) is None:
@@ -92,7 +96,7 @@ class UnitTranslationBenchmark(Benchmark):
         pred: dict[str, list[torch.Tensor]] = {"max": [], "mean": []}
         true: dict[str, list[torch.Tensor]] = {"max": [], "mean": []}
         n_units = []
-        for s_acts, a_acts in zip(_tokens(subject, texts, cfg), _tokens(atlas, texts, cfg)):
+        for s_acts, a_acts in zip(self._tokens(subject, texts), self._tokens(atlas, texts)):
             for reduce in ("max", "mean"):
                 units, (su, au) = unit_activations([s_acts, a_acts], reduce)
                 if reduce == "max":
@@ -177,13 +181,12 @@ class UnitTranslationBenchmark(Benchmark):
         return items
 
     def _localisation(self, ctx: BenchmarkContext, subject: ActivationExtractor, atlas: ActivationExtractor, perm: torch.Tensor) -> dict[str, Any] | None:
-        cfg = self.config
         items = self.localisation_items(ctx)
         if not items:
             return None
         texts = [t for t, *_ in items]
         hits, control_hits, atlas_hits, inverse_units, per_category = [], [], [], [], {}
-        for (text, word, category, features), s_acts, a_acts in zip(items, _tokens(subject, texts, cfg), _tokens(atlas, texts, cfg)):
+        for (text, word, category, features), s_acts, a_acts in zip(items, self._tokens(subject, texts), self._tokens(atlas, texts)):
             units, (su, au) = unit_activations([s_acts, a_acts], "max")
             start = text.index(" " + word + " ") + 1 if f" {word} " in text else text.index(word)
             target = [i for i, (s, e) in enumerate(units.units) if (s, e) == (start, start + len(word))]
