@@ -43,6 +43,20 @@ def parse_model(spec: str) -> tuple[str, list[int | float]]:
     return name, [float(x) if "." in x else int(x) for x in layers.replace("/", ",").split(",") if x]
 
 
+def swept(cache, sweep, model_id, hooks, pooling, texts, torch):
+    """(N, k, d) pooled activations at every hook, from the cache when all k are there, else one sweep (then cached per hook)."""
+    from atlas_align.models.cache import subject_identity
+
+    keys = [cache.key(subject_identity(model_id, hook.path, pooling, MAX_LENGTH), texts) for hook in hooks]
+    cached = [cache.get(key) for key in keys]
+    if all(c is not None for c in cached):
+        return torch.stack(cached, dim=1)
+    pooled = torch.cat(list(sweep.pooled_batches(texts, progress=True, total=len(texts))))
+    for j, key in enumerate(keys):
+        cache.put(key, pooled[:, j].contiguous())
+    return pooled
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME:LAYERS, e.g. smollm2:0.25,0.5,1.0")
@@ -73,7 +87,7 @@ def main() -> int:
         from atlas_align.leaderboard.render import render
         from atlas_align.leaderboard.verify import VERIFY_SEED, verify_folder
         from atlas_align.models.activations import LayerSweepExtractor, hidden_size, resolve_hookpoint
-        from atlas_align.models.cache import ActivationCache, atlas_identity, subject_identity
+        from atlas_align.models.cache import ActivationCache, atlas_identity
         from atlas_align.models.loading import load_subject
         from atlas_align.refs import CorpusRef, PoolingConfig, SubjectRef
         from atlas_align.registry.hub import push_folder
@@ -94,10 +108,8 @@ def main() -> int:
             model, tokenizer, model_id = load_subject(name)
             hooks = [resolve_hookpoint(model, layer) for layer in layers]
             sweep = LayerSweepExtractor(model, tokenizer, hooks, batch_size=BATCH, max_length=MAX_LENGTH, pooling=pooling)
-            subject_train = torch.cat(list(sweep.pooled_batches(train, progress=True, total=len(train))))
-            subject_verify = torch.cat(list(sweep.pooled_batches(verify_texts)))
-            for j, hook in enumerate(hooks):  # what the verifier's extractor at this hookpoint would compute
-                cache.put(cache.key(subject_identity(model_id, hook.path, pooling, MAX_LENGTH), verify_texts), subject_verify[:, j].contiguous())
+            subject_train = swept(cache, sweep, model_id, hooks, pooling, train, torch)
+            swept(cache, sweep, model_id, hooks, pooling, verify_texts, torch)  # what the verifier's extractor at each hookpoint would compute
             print(f"{name}: {len(train)} + {len(verify_texts)} texts pooled at blocks {[h.layer for h in hooks]} in {time.perf_counter() - t0:.0f}s", flush=True)
             corpus_ref = CorpusRef(source=corpus.source, n_samples=len(train), window_words=corpus.window_words, heldout_fraction=corpus.heldout_fraction,
                                    split_salt=corpus.split_salt, sampling=corpus.sampling, sample_seed=corpus.sample_seed)
