@@ -1,12 +1,14 @@
 """Measure token-level alignment on a real subject → docs/token_level.json, docs/TOKEN_LEVEL.md, docs/explain.html/.png.
 
 Runs the ``translation_unit@1`` benchmark (per-unit translation for max- and mean-pooled units,
-localisation of inserted category words) on a sequence-fitted alignment artifact, and renders the
-per-word explain view of a few sentences (screenshot in headless Chromium when it is installed).
-Every number in TOKEN_LEVEL.md is written by this script.
+localisation of inserted category words) on a sequence-fitted alignment artifact and on a T fitted
+on units here (``--pooling unit``: ``--unit-fit`` train texts, same subject layer, method and atlas;
+both scored from one pass over the same texts), and renders the per-word explain view of a few
+sentences (screenshot in headless Chromium when it is installed). Every number in TOKEN_LEVEL.md
+is written by this script.
 
     atlas-align align --subject smollm2 --layer 19 --samples 1000 --out runs/smollm2-l19   # or any artifact
-    python scripts/measure_token_level.py runs/smollm2-l19 --texts 150 --categories 20 --words 5
+    python scripts/measure_token_level.py runs/smollm2-l19 --texts 100 --unit-fit 200
 """
 
 from __future__ import annotations
@@ -60,12 +62,17 @@ def fmt(x: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("artifact", help="a sequence-fitted alignment folder (SmolLM2 → built-in atlas)")
+    parser.add_argument("artifact", nargs="?", help="a sequence-fitted alignment folder (SmolLM2 → built-in atlas)")
     parser.add_argument("--texts", type=int, default=150, help="held-out texts read token by token")
     parser.add_argument("--categories", type=int, default=20)
     parser.add_argument("--words", type=int, default=5, help="words per category in the localisation test")
+    parser.add_argument("--unit-fit", type=int, default=200, help="train texts for the unit-fitted T (0: skip it)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--render-only", action="store_true", help="only re-render TOKEN_LEVEL.md from docs/token_level.json")
     args = parser.parse_args()
+    if args.render_only:
+        atomic_write_text(DOCS / "TOKEN_LEVEL.md", render(json.loads((DOCS / "token_level.json").read_text(encoding="utf-8"))))
+        return
 
     start = time.perf_counter()
     alignment = AtlasAlignment.from_pretrained(args.artifact)
@@ -73,6 +80,24 @@ def main() -> None:
     bench = get_benchmark("translation_unit", n_texts=args.texts, n_categories=args.categories, words_per_category=args.words)
     result = bench.run(ctx)
     loc = next((d["localisation"] for d in result.details if "localisation" in d), None)
+    unit_record = None
+    if args.unit_fit:
+        import dataclasses
+
+        from atlas_align.alignment.pipeline import AlignRequest, run_alignment
+        from atlas_align.harness.evaluation import corpus_of
+
+        c = alignment.config
+        fit_start = time.perf_counter()
+        req = AlignRequest(subject=c.subject.model_id, layer=c.subject.layer, atlas="builtin", corpus=corpus_of(alignment), samples=args.unit_fit,
+                           method=c.method, heldout_samples=0, pooling=c.pooling, unit_pooling="max", seed=args.seed)  # fmt: skip
+        lines: list[str] = []
+        fitted = run_alignment(req, progress=False, subject_bundle=(ctx.subject.model, ctx.subject.tokenizer, c.subject.model_id), atlas_space=ctx.atlas, log=lines.append)
+        fit_seconds = time.perf_counter() - fit_start
+        unit_result = bench.run(dataclasses.replace(ctx, alignment=fitted.alignment))  # same texts, activations reused
+        unit_loc = next((d["localisation"] for d in unit_result.details if "localisation" in d), None)
+        unit_record = {"fit_texts": args.unit_fit, "fit_units": int(fitted.statistics.n), "fit_seconds": round(fit_seconds, 1), "log": lines,
+                       "metrics": unit_result.metrics, "controls": unit_result.controls, "chance": unit_result.chance, "localisation": unit_loc}  # fmt: skip
     # Per-word explain view of the examples (the subject model is already loaded in the context).
     model, tokenizer = ctx.subject.model, ctx.subject.tokenizer
     examples = []
@@ -91,7 +116,7 @@ def main() -> None:
         "artifact": {"subject": c.subject.model_id, "hookpoint": c.subject.hookpoint, "atlas": c.atlas.atlas_id, "method": c.method,
                      "fit_samples": c.corpus.n_samples if c.corpus else None, "pooling": c.pooling.model_dump(), "weights_sha256": c.weights_sha256},
         "benchmark": result.benchmark, "config": result.config, "metrics": result.metrics, "controls": result.controls, "chance": result.chance,
-        "localisation": loc, "examples": examples, "seconds": round(seconds, 1), "screenshot": bool(shot), "seed": args.seed,
+        "localisation": loc, "unit_fit": unit_record, "examples": examples, "seconds": round(seconds, 1), "screenshot": bool(shot), "seed": args.seed,
     }  # fmt: skip
     atomic_write_text(DOCS / "token_level.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(DOCS / "TOKEN_LEVEL.md", render(record))
@@ -122,11 +147,26 @@ def render(r: dict) -> str:
                       ("localisation", "localisation (inserted word is the top unit)")):  # fmt: skip
         if key in m:
             lines.append(f"| {name} | {fmt(m[key])} | {fmt(ctl[key])} | {fmt(ch[key])} |")
+    u = r.get("unit_fit")
+    if u:
+        um, uc, uch = u["metrics"], u["controls"], u["chance"]
+        lines += [
+            "",
+            f"**Unit-fitted T** (`atlas-align align --pooling unit`: {u['fit_texts']} train texts → {u['fit_units']} shared-word rows, "
+            f"{a['method']}, same layer; {u['fit_seconds']} s) on the same held-out units and localisation texts:",
+            "",
+            "| metric | sequence-fitted T | unit-fitted T | unit-fitted control | chance |",
+            "|---|---|---|---|---|",
+        ]
+        for key in ("auroc", "ap", "auroc_mean", "ap_mean", "auroc_validated", "ap_validated", "localisation"):
+            if key in um and key in m:
+                lines.append(f"| {key} | {fmt(m[key])} | {fmt(um[key])} | {fmt(uc[key])} | {fmt(uch[key])} |")
     loc = r.get("localisation")
     if loc:
         lines += [
             "",
-            f"Localisation: {loc['n']} texts ({r['config']['n_categories']} validated noun categories × {r['config']['words_per_category']} lexicon words, "
+            f"Localisation: {loc['n']} texts ({len(loc['per_category'])} validated noun categories with enough lexicon words, of "
+            f"{r['config']['n_categories']} asked, × {r['config']['words_per_category']} words, "
             f"one of {len(r['config']['templates'])} neutral templates each). With the atlas's own SAE activations the same test scores "
             f"{fmt(loc['atlas_localisation'])} (how well the atlas features localise at all).",
             "",

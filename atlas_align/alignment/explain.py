@@ -5,9 +5,9 @@ The subject model's per-token activations at the alignment's hookpoint are poole
 pooling rules the alignment was fitted with: specials, the attention sink and norm outliers
 masked), translated to the atlas with ``T`` exactly like a sequence-pooled vector, and each unit's
 top concepts are reported: atlas features grouped by label (the built-in atlas has several
-features per WordNet category), a concept's score being its features' mean translated score. :meth:`Explanation.to_html` renders a
-self-contained page: the text with per-word highlighting for one chosen concept (a selector
-switches concepts), and each word's top concepts on hover.
+features per WordNet category), a concept's score being its features' mean translated score.
+:meth:`Explanation.to_html` renders a self-contained page: the text with per-word highlighting for
+one chosen concept (a selector switches concepts), and each word's top concepts on hover.
 """
 
 from __future__ import annotations
