@@ -126,11 +126,11 @@ SECTIONS = {"demo": demo_section, "pooling": pooling_section, "findings": findin
 
 def render(readme: str, repo: Path = REPO) -> str:
     for name, make in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(\n<!-- /generated:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- generated:{name} --> section")
         body = make(repo)
-        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), readme)
     return readme
 
 
