@@ -112,3 +112,19 @@ def test_one_instance_scores_several_alignments_from_one_pass(monkeypatch):
     second = bench.run(dataclasses.replace(ctx, alignment=other))
     assert len(calls) == n == 4  # held-out and localisation texts, subject and atlas: computed once
     assert second.metrics["auroc"] < first.metrics["auroc"] - 0.2
+
+
+def test_evaluate_runs_it_on_request_and_writes_results(tmp_path):
+    import json
+
+    from atlas_align.harness.evaluation import evaluate
+
+    ctx = _setup()
+    folder = tmp_path / "artifact"
+    ctx.alignment.save_pretrained(folder)
+    params = {"translation_unit@1": {"n_features": 10, "min_positives": 3, "n_categories": 0}}
+    report = evaluate(folder, ["translation_unit"], subject_space=ctx.subject, atlas_space=ctx.atlas, heldout=ctx.heldout, params=params, plot=False)
+    assert report.results["translation_unit@1"].metrics["auroc"] > 0.9
+    saved = json.loads((folder / "eval_results.json").read_text())
+    assert "localisation" not in saved["results"]["translation_unit@1"]["metrics"]  # n_categories=0 skips it
+    assert "translation_unit@1" in (folder / "README.md").read_text()
