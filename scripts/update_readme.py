@@ -4,6 +4,7 @@ Every number in README.md comes from a script's output, never typed by hand:
 
 - ``demo``        ← docs/demo.txt          (scripts/record_demo.py: what `atlas-align demo` printed)
 - ``pooling``     ← docs/pooling.md        (scripts/measure_pooling.py)
+- ``token_level`` ← docs/TOKEN_LEVEL.md    (scripts/measure_token_level.py)
 - ``board``       ← leaderboard/leaderboard.json (scripts/build_demo_leaderboard.py, verified rows)
 
 A section in README.md is the text between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
@@ -81,6 +82,23 @@ def board_section(repo: Path = REPO) -> str:
     return "\n".join(lines)
 
 
+def token_level_section(repo: Path = REPO) -> str:
+    """The per-word comparison table of docs/TOKEN_LEVEL.md (scripts/measure_token_level.py)."""
+    path = repo / "docs" / "TOKEN_LEVEL.md"
+    if not path.is_file():
+        return "_Not measured yet: run `python scripts/measure_token_level.py`._"
+    tables, current = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return "\n".join(tables[-1]) if tables else "_No table in docs/TOKEN_LEVEL.md._"
+
+
 def findings_section(repo: Path = REPO) -> str:
     """Three generated sentences: best layer per model, best method, distance above the control."""
     board = json.loads((repo / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
@@ -121,7 +139,7 @@ def findings_section(repo: Path = REPO) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"demo": demo_section, "pooling": pooling_section, "findings": findings_section, "board": board_section}
+SECTIONS = {"demo": demo_section, "pooling": pooling_section, "token_level": token_level_section, "findings": findings_section, "board": board_section}
 
 
 def render(readme: str, repo: Path = REPO) -> str:
