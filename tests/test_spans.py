@@ -57,9 +57,11 @@ def _real_tokenizers() -> dict:
         found["minilm"] = AutoTokenizer.from_pretrained(resolve_model("minilm"))
     except Exception:  # the packaged model is missing: only the tiny tokenizers are checked
         pass
-    cache = Path(os.environ.get("ATLAS_ALIGN_CACHE") or Path.home() / ".cache" / "atlas-align") / "models" / "smollm2"
-    if (cache / "tokenizer.json").is_file():  # never build the de-quantised cache from a test
-        found["smollm2"] = AutoTokenizer.from_pretrained(cache)
+    models = Path(os.environ.get("ATLAS_ALIGN_CACHE") or Path.home() / ".cache" / "atlas-align") / "models"
+    # BPE (SmolLM2, Qwen2.5) and SentencePiece (Gemma-3) tokenizers, where a de-quantised cache exists
+    for name in ("smollm2", "gemma3-270m", "qwen-coder-0.5b"):
+        if (models / name / "tokenizer.json").is_file():  # never build the de-quantised cache from a test
+            found[name] = AutoTokenizer.from_pretrained(models / name)
     return found
 
 
