@@ -52,7 +52,7 @@ def run_case(path: str, n: int, d_s: int, d_c: int, chunk: int, out: str, repeat
 
     # Warm up both code paths on tiny inputs so lazily loaded BLAS/LAPACK code is in the baseline.
     warm = AlignmentStatistics(d_s, d_c)
-    for s, c in chunks(64, d_s, d_c, 64):
+    for s, c in chunks(2 * max(d_s, d_c), d_s, d_c, 64):  # enough samples for a determined fit
         warm.update(s, c)
     get_method("procrustes").fit(warm)
     orthogonal_procrustes(np.eye(4), np.eye(4))
