@@ -43,8 +43,10 @@ def parse_model(spec: str) -> tuple[str, list[int | float]]:
     return name, [float(x) if "." in x else int(x) for x in layers.replace("/", ",").split(",") if x]
 
 
-def swept(cache, sweep, model_id, hooks, pooling, texts, torch):
+def swept(cache, sweep, model_id, hooks, pooling, texts):
     """(N, k, d) pooled activations at every hook, from the cache when all k are there, else one sweep (then cached per hook)."""
+    import torch
+
     from atlas_align.models.cache import subject_identity
 
     keys = [cache.key(subject_identity(model_id, hook.path, pooling, MAX_LENGTH), texts) for hook in hooks]
@@ -75,7 +77,6 @@ def main() -> int:
     os.environ.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")
     started = time.perf_counter()
     try:
-        import torch
 
         from atlas_align.alignment.pipeline import _wrap
         from atlas_align.atlas.spaces import load_atlas_space
@@ -108,8 +109,8 @@ def main() -> int:
             model, tokenizer, model_id = load_subject(name)
             hooks = [resolve_hookpoint(model, layer) for layer in layers]
             sweep = LayerSweepExtractor(model, tokenizer, hooks, batch_size=BATCH, max_length=MAX_LENGTH, pooling=pooling)
-            subject_train = swept(cache, sweep, model_id, hooks, pooling, train, torch)
-            swept(cache, sweep, model_id, hooks, pooling, verify_texts, torch)  # what the verifier's extractor at each hookpoint would compute
+            subject_train = swept(cache, sweep, model_id, hooks, pooling, train)
+            swept(cache, sweep, model_id, hooks, pooling, verify_texts)  # what the verifier's extractor at each hookpoint would compute
             print(f"{name}: {len(train)} + {len(verify_texts)} texts pooled at blocks {[h.layer for h in hooks]} in {time.perf_counter() - t0:.0f}s", flush=True)
             corpus_ref = CorpusRef(source=corpus.source, n_samples=len(train), window_words=corpus.window_words, heldout_fraction=corpus.heldout_fraction,
                                    split_salt=corpus.split_salt, sampling=corpus.sampling, sample_seed=corpus.sample_seed)

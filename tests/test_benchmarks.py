@@ -18,8 +18,9 @@ from atlas_align.alignment.model import AtlasAlignment
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError, UnknownNameError
+from atlas_align.files import texts_fingerprint
 from atlas_align.harness.benchmarks import BENCHMARKS, BenchmarkContext, BenchmarkResult, benchmark_key, get_benchmark
-from atlas_align.harness.benchmarks.base import label_category, texts_fingerprint, validated_concepts
+from atlas_align.harness.benchmarks.base import label_category, validated_concepts
 from atlas_align.harness.benchmarks.judges import AtlasJudge, LexiconJudge, LLMJudge, SteeringConcept, category_lexicon, get_judge
 from atlas_align.harness.benchmarks.metrics import (
     NonFiniteScoreError,

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atlas_align.errors import IntegrityError
-from atlas_align.fit.statistics import AlignmentStatistics, ConstantColumnWarning
+from atlas_align.errors import ConstantColumnWarning, IntegrityError
+from atlas_align.fit.statistics import AlignmentStatistics
 
 N, D_S, D_C = 700, 3, 4
 RATIOS = (1.0, 1e4, 1e6, 1e8)

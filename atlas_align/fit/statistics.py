@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from atlas_align.errors import (  # noqa: F401 - re-exported: callers import them from here too
+from atlas_align.errors import (
     ConstantColumnWarning,
     DegenerateDataError,
     FewSamplesWarning,

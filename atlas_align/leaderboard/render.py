@@ -14,7 +14,6 @@ from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, Leaderbo
 JSON_NAME, MARKDOWN_NAME, HTML_NAME = "leaderboard.json", "LEADERBOARD.md", "index.html"
 
 
-_write = atomic_write_text
 
 
 CONTROL_METHOD = "random_rotation"
@@ -106,9 +105,9 @@ def render(board: Leaderboard, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / JSON_NAME, "markdown": out / MARKDOWN_NAME, "html": out / HTML_NAME}
-    _write(paths["json"], json.dumps(board.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-    _write(paths["markdown"], to_markdown(board))
-    _write(paths["html"], to_html(board))
+    atomic_write_text(paths["json"], json.dumps(board.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(paths["markdown"], to_markdown(board))
+    atomic_write_text(paths["html"], to_html(board))
     return paths
 
 

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from atlas_align.errors import NotFittedError
-from atlas_align.fit.statistics import AlignmentStatistics, DegenerateDataError
+from atlas_align.errors import DegenerateDataError, NotFittedError
+from atlas_align.fit.statistics import AlignmentStatistics
 from atlas_align.plugins import Registry
 
 METHODS: Registry[type[AlignmentMethod]] = Registry("alignment method")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from atlas_align.errors import DegenerateDataError
 from atlas_align.fit.methods.base import METHODS, AlignmentMethod
-from atlas_align.fit.statistics import AlignmentStatistics, DegenerateDataError
+from atlas_align.fit.statistics import AlignmentStatistics
 
 
 @METHODS.register("procrustes")

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import Sample
 from atlas_align.errors import ConfigError
-from atlas_align.files import texts_fingerprint  # noqa: F401 - re-exported for callers of base
+from atlas_align.files import texts_fingerprint
 from atlas_align.plugins import Registry
 from atlas_align.refs import library_version
 
