@@ -31,3 +31,25 @@ def test_a_corrupt_entry_is_recomputed_not_trusted(tmp_path):
     (entry,) = tmp_path.glob("*.safetensors")
     entry.write_bytes(entry.read_bytes()[:40])
     assert torch.equal(cache.pooled(extractor, {"m": 1}, TEXTS), first) and cache.misses == 2
+
+
+class _Space:
+    width = 2
+
+    def __init__(self, rows):
+        self.rows, self.calls = rows, 0
+
+    def pooled_batches(self, texts, progress=False, total=None):
+        self.calls += 1
+        yield self.rows
+
+
+def test_non_finite_activations_are_never_cached(tmp_path):
+    """A NaN/inf pooled row is returned (the fit refuses it, naming the rows) but never stored for reuse."""
+    cache = ActivationCache(tmp_path)
+    bad = _Space(torch.tensor([[1.0, float("nan")], [float("inf"), 0.0]]))
+    for _ in range(2):
+        assert torch.isnan(cache.pooled(bad, {"m": "bad"}, ["a", "b"])).any()
+    assert bad.calls == 2 and not list(tmp_path.glob("*.safetensors"))
+    empty = _Space(torch.empty(0, 2))
+    assert cache.pooled(empty, {"m": "empty"}, []).shape == (0, 2)
