@@ -93,26 +93,26 @@ def test_pessimistic_ties_for_several_relevant_items():
     assert r_precision(scores, relevant).tolist() == [0.0]
 
 
-@pytest.mark.parametrize("benchmark", ["translation", "retrieval"])
+@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval"])
 @pytest.mark.parametrize("where", ["all", "one"])
-def test_non_finite_T_is_refused_not_scored(benchmark, where):
+def test_non_finite_T_is_refused_not_scored(benchmark_name, where):
     problem = planted_problem(seed=0)
     if where == "all":
         problem.alignment.T = torch.full_like(problem.alignment.T, float("nan"))
     else:  # one spoiled activation can spoil one entry of a covariance T
         problem.alignment.T[3, 5] = float("inf")
     with pytest.raises(NonFiniteScoreError, match=r"The alignment's T holds non-finite values \((\d+ NaN|1 inf) of"):
-        get_benchmark(benchmark).run(_ctx(problem))
+        get_benchmark(benchmark_name).run(_ctx(problem))
 
 
-@pytest.mark.parametrize("benchmark", ["translation", "retrieval"])
-def test_non_finite_subject_activations_are_refused_not_scored(benchmark):
+@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval"])
+def test_non_finite_subject_activations_are_refused_not_scored(benchmark_name):
     problem = planted_problem(seed=0)
     texts = [s.text for s in problem.samples]
     rows = torch.cat(list(problem.subject.pooled_batches(texts)))
     rows[::7] = float("nan")  # e.g. a bfloat16 overflow on some texts
     with pytest.raises(NonFiniteScoreError, match="translated .* scores hold non-finite values"):
-        get_benchmark(benchmark).run(BenchmarkContext(alignment=problem.alignment, subject=InMemorySpace(dict(zip(texts, rows))), atlas=problem.atlas, heldout=problem.samples, seed=0))
+        get_benchmark(benchmark_name).run(BenchmarkContext(alignment=problem.alignment, subject=InMemorySpace(dict(zip(texts, rows))), atlas=problem.atlas, heldout=problem.samples, seed=0))
 
 
 def test_all_zero_T_scores_chance_or_worse():
