@@ -93,7 +93,7 @@ def test_pessimistic_ties_for_several_relevant_items():
     assert r_precision(scores, relevant).tolist() == [0.0]
 
 
-@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval"])
+@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval", "pairs"])
 @pytest.mark.parametrize("where", ["all", "one"])
 def test_non_finite_T_is_refused_not_scored(benchmark_name, where):
     problem = planted_problem(seed=0)
@@ -105,7 +105,7 @@ def test_non_finite_T_is_refused_not_scored(benchmark_name, where):
         get_benchmark(benchmark_name).run(_ctx(problem))
 
 
-@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval"])
+@pytest.mark.parametrize("benchmark_name", ["translation", "retrieval", "pairs"])
 def test_non_finite_subject_activations_are_refused_not_scored(benchmark_name):
     problem = planted_problem(seed=0)
     texts = [s.text for s in problem.samples]

@@ -24,16 +24,20 @@ def raw_atlas_artifact(tmp_path):
     return out
 
 
-def test_eval_on_a_raw_layer_atlas_runs_translation_and_skips_the_rest_with_reasons(raw_atlas_artifact):
+def test_eval_on_a_raw_layer_atlas_runs_translation_and_pairs_and_skips_the_rest_with_reasons(raw_atlas_artifact):
     result = CliRunner().invoke(main, ["eval", str(raw_atlas_artifact), "--samples", "60"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "loading subject" in out and "[1/3] translation@2: running on" in out and "[1/3] translation@2: done in" in out
-    assert "[2/3] retrieval@2: skipped" in out and "raw-layer atlas (model:NAME@LAYER) has no labels" in out
-    assert "[3/3] steering@2: skipped" in out
-    assert "retrieval@2  skipped:" in out and "auroc" in out  # the final table: what ran, then what was skipped
+    assert "loading subject" in out and "[1/4] translation@2: running on" in out and "[1/4] translation@2: done in" in out
+    assert "[2/4] pairs@1: done in" in out
+    assert "[3/4] retrieval@2: skipped" in out and "raw-layer atlas (model:NAME@LAYER) has no labels" in out
+    assert "[4/4] steering@" in out and "skipped" in out.split("[4/4] steering@")[1].splitlines()[0]
+    assert "retrieval@2  skipped:" in out and "auroc" in out and "top1" in out  # the final table: what ran, then what was skipped
     written = json.loads((raw_atlas_artifact / EVAL_RESULTS_FILENAME).read_text())
-    assert list(written["results"]) == ["translation@2"]
+    assert list(written["results"]) == ["translation@2", "pairs@1"]
+    pairs = written["results"]["pairs@1"]
+    assert pairs["metrics"]["n_texts"] >= 2 and 0.0 <= pairs["metrics"]["mrr"] <= 1.0
+    assert pairs["chance"]["top1"] == pytest.approx(1.0 / pairs["metrics"]["n_texts"])
 
 
 def test_nothing_applicable_is_a_one_line_error(raw_atlas_artifact):

@@ -28,13 +28,13 @@ from atlas_align.harness.benchmarks.base import Benchmark, NotApplicable, valida
 from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity, subject_identity
 from atlas_align.refs import AtlasSpec, SubjectSpec
 
-DEFAULT_BENCHMARKS = ("translation", "retrieval", "steering")
+DEFAULT_BENCHMARKS = ("translation", "pairs", "retrieval", "steering")
 PLOT_FILENAME = "metrics.png"
 EVAL_RESULTS_DIRNAME = ".eval_results"
 EVAL_FORMAT_VERSION = 1
 SOURCE_URL = "https://github.com/atlas-align/atlas-align"
 # Headline metrics drawn in metrics.png and listed first in the card.
-HEADLINE = {"translation": ("auroc", "ap"), "retrieval": ("mrr", "mpp"), "steering": ("faithfulness_lexicon", "faithfulness_atlas", "faithfulness_llm")}
+HEADLINE = {"translation": ("auroc", "ap"), "pairs": ("top1", "mrr"), "retrieval": ("mrr", "mpp"), "steering": ("faithfulness_lexicon", "faithfulness_atlas", "faithfulness_llm")}
 
 
 @dataclass
