@@ -50,6 +50,11 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _steering(value, row: dict) -> str:
+    """A steering cell: the number, 'n/a' where the subject cannot generate (the row's notes say so), else '—'."""
+    return "n/a" if value is None and "steering n/a" in row.get("notes", "") else _fmt(value)
+
+
 def board_section(repo: Path = REPO) -> str:
     """Per subject model: its best layer (by held-out MRR, verified rows) and every method there, with the control."""
     board = json.loads((repo / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
@@ -63,8 +68,8 @@ def board_section(repo: Path = REPO) -> str:
         f"{', '.join(sorted({f'{k}@{v}' for r in rows for k, v in r['benchmark_versions'].items()})) or '—'}). "
         "Best layer per model by retrieval MRR; every method at that layer, and the random-rotation control.",
         "",
-        "| subject model | layers on the board | best layer | method | AUROC | AP | MRR | MPP | steering faithfulness |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| subject model | layers on the board | best layer | method | AUROC | AP | MRR | MPP | pairs MRR | steering (AxBench) | FADE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, model_rows in sorted(by_model.items()):
         fitted = [r for r in model_rows if r["method"] != CONTROL_METHOD and r["metrics"].get("mrr") is not None]
@@ -77,7 +82,7 @@ def board_section(repo: Path = REPO) -> str:
             m = r["metrics"]
             lines.append(
                 f"| {_short(model) if i == 0 else ''} | {', '.join(map(str, layers)) if i == 0 else ''} | {best['layer'] if i == 0 else ''} | "
-                f"{r['method']} | {_fmt(m.get('auroc'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('mrr'))} | {_fmt(m.get('mpp'))} | {_fmt(m.get('faithfulness'))} |"
+                f"{r['method']} | {_fmt(m.get('auroc'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('mrr'))} | {_fmt(m.get('mpp'))} | {_fmt(m.get('pairs_mrr'))} | {_steering(m.get('steering'), r)} | {_steering(m.get('faithfulness'), r)} |"
             )
     return "\n".join(lines)
 

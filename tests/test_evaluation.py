@@ -57,3 +57,12 @@ def test_run_benchmarks_without_a_skip_list_raises_not_applicable(raw_atlas_arti
     lines: list[str] = []
     assert run_benchmarks(ctx, ["retrieval"], skipped=skipped, log=lines.append) == {}
     assert list(skipped) == ["retrieval@2"] and "skipped" in lines[-1]
+
+
+def test_eval_results_record_why_a_benchmark_was_skipped_and_the_board_notes_it(raw_atlas_artifact):
+    from atlas_align.leaderboard.verify import verify_folder
+
+    results = verify_folder(raw_atlas_artifact, benchmarks=("translation", "steering"), samples=40)
+    assert list(results["results"]) == ["translation@2"]
+    (key,) = results["skipped"]
+    assert key.startswith("steering@") and "validated atlas features" in results["skipped"][key]

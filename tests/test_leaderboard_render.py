@@ -12,7 +12,7 @@ import pytest
 
 from atlas_align.leaderboard.collect import extract_metrics
 from atlas_align.leaderboard.render import best_layers, card_url, load, render, to_markdown
-from atlas_align.leaderboard.schema import Leaderboard, LeaderboardRow
+from atlas_align.leaderboard.schema import METRIC_COLUMNS, Leaderboard, LeaderboardRow
 
 REPO = Path(__file__).resolve().parents[1]
 VERSIONS = {"translation": "1", "retrieval": "1"}
@@ -210,7 +210,7 @@ def test_page_charts_links_and_badges_in_headless_chromium(driver, tmp_path):
     refused = driver.find_element(By.CSS_SELECTOR, "tr[data-repo='org/smollm2-l15-correlation-broken']")
     badge = refused.find_element(By.CSS_SELECTOR, ".badge.refused")
     assert badge.get_attribute("title") == "refused: T has non-finite entries (IntegrityError)" and badge.text == "refused"
-    assert [td.text for td in refused.find_elements(By.CSS_SELECTOR, "td.num")][2:] == ["—"] * 5  # layer, depth, then 5 metrics
+    assert [td.text for td in refused.find_elements(By.CSS_SELECTOR, "td.num")][2:] == ["—"] * len(METRIC_COLUMNS)  # layer, depth, then every metric
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.board tbody tr")) == len(board.rows)
     driver.save_screenshot(str(tmp_path / "leaderboard-auroc.png"))
     # the metric selector recolours and relabels the heatmap (and the best cell moves to SmolLM2's last layer)

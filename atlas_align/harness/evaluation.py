@@ -237,24 +237,30 @@ def _dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def write_eval_outputs(folder: Path, alignment: AtlasAlignment, results: dict[str, BenchmarkResult], *, repo_id: str | None = None, revision: str | None = None, plot: bool = True) -> list[Path]:
-    """eval_results.json (merged), metrics.png, .eval_results/*.yaml and README.md, each atomically."""
+def write_eval_outputs(folder: Path, alignment: AtlasAlignment, results: dict[str, BenchmarkResult], *, repo_id: str | None = None, revision: str | None = None, plot: bool = True, skipped: dict[str, str] | None = None) -> list[Path]:
+    """eval_results.json (merged; ``skipped`` records why a benchmark did not apply), metrics.png,
+    .eval_results/*.yaml and README.md, each atomically."""
     from atlas_align.alignment.card import render_card
 
     folder = Path(folder)
     date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     path = folder / EVAL_RESULTS_FILENAME
     merged: dict[str, BenchmarkResult] = {}
+    was_skipped: dict[str, str] = {}
     if path.is_file():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
             merged = {k: BenchmarkResult.model_validate(v) for k, v in previous.get("results", {}).items()}
+            was_skipped = {str(k): str(v) for k, v in (previous.get("skipped") or {}).items()}
         except (ValueError, AttributeError) as exc:
             raise IntegrityError(f"{path} is not a valid eval-results file ({exc}); move it away and re-run.") from None
     merged.update(results)
+    was_skipped = {k: v for k, v in {**was_skipped, **(skipped or {})}.items() if k not in merged}
     order = {name: i for i, name in enumerate(DEFAULT_BENCHMARKS)}
     merged = dict(sorted(merged.items(), key=lambda kv: (order.get(kv[1].name, len(order)), kv[0])))
     payload = {"format_version": EVAL_FORMAT_VERSION, "kind": "atlas-align/eval-results", "date": date, "results": {k: v.model_dump(mode="json") for k, v in merged.items()}}
+    if was_skipped:
+        payload["skipped"] = dict(sorted(was_skipped.items()))
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, allow_nan=True) + "\n")
     written = [path]
     if plot:
@@ -311,7 +317,7 @@ def evaluate(artifact: str | Path, benchmarks: Sequence[str] = DEFAULT_BENCHMARK
     results = run_benchmarks(ctx, keys, params, log=log, skipped=skipped)
     if not results:
         raise NotApplicable("None of the requested benchmarks applies to this alignment: " + " ".join(f"{k}: {v}" for k, v in skipped.items()))
-    files = write_eval_outputs(folder, alignment, results, repo_id=repo_id, revision=revision, plot=plot)
+    files = write_eval_outputs(folder, alignment, results, repo_id=repo_id, revision=revision, plot=plot, skipped=skipped)
     return EvalReport(folder=folder, alignment=alignment, results=results, files=files, skipped=skipped)
 
 

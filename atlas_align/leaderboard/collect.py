@@ -153,7 +153,9 @@ def _verify(api, row: LeaderboardRow, cache: VerificationCache, verifier: Verifi
     # Metrics the verifier does not recompute (steering) stay self-reported, and the note says so.
     metrics = {k: recomputed[k] if recomputed.get(k) is not None else row.self_reported.get(k) for k in METRIC_COLUMNS}
     kept = [k for k in METRIC_COLUMNS if recomputed.get(k) is None and row.self_reported.get(k) is not None]
+    skipped = {str(k).partition("@")[0]: str(v) for k, v in (verified.get("skipped") or {}).items()} if isinstance(verified, dict) else {}
     notes = "; ".join(filter(None, [
+        *(f"{name} n/a: {reason}" for name, reason in sorted(skipped.items()) if name == "steering" and metrics.get("steering") is None),
         "self-reported scores differ from the recomputed ones" if status == "corrected" else "",
         f"non-finite self-reported {', '.join(reported_bad)}" if reported_bad else "",
         f"{', '.join(kept)} self-reported" if kept else "",

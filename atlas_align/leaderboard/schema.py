@@ -14,8 +14,11 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "ap": ("AP", "translation:ap"),
     "mrr": ("MRR", "retrieval:mrr"),
     "mpp": ("MPP", "retrieval:mpp"),
+    "pairs_mrr": ("Pairs MRR", "pairs:mrr"),
+    "steering": ("Steering", "steering:axbench_atlas"),
     "faithfulness": ("Faithfulness", "steering:faithfulness_atlas"),
 }
+
 Status = Literal["verified", "self-reported", "corrected", "unevaluated", "refused"]
 
 

@@ -14,12 +14,12 @@ from atlas_align.files import CONFIG_FILENAME, EVAL_RESULTS_FILENAME, LABELS_FIL
 from atlas_align.harness.benchmarks.metrics import NonFiniteScoreError
 
 # Steering needs minutes of generation per alignment; the board verifies what every alignment has.
-VERIFIED_BENCHMARKS = ("translation", "retrieval")
+VERIFIED_BENCHMARKS = ("translation", "pairs", "retrieval")
 VERIFY_SAMPLES = 1000
 VERIFY_SEED = 0
 
 
-def verify_folder(folder: str | Path, *, benchmarks: Sequence[str] = VERIFIED_BENCHMARKS, samples: int = VERIFY_SAMPLES, seed: int = VERIFY_SEED) -> dict[str, Any]:
+def verify_folder(folder: str | Path, *, benchmarks: Sequence[str] = VERIFIED_BENCHMARKS, samples: int = VERIFY_SAMPLES, seed: int = VERIFY_SEED, params: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Evaluate a copy of the artifact (the snapshot itself stays untouched) and return its eval-results JSON.
 
     A broken artifact never verifies: loading refuses a NaN/inf or all-zero T (IntegrityError),
@@ -32,7 +32,7 @@ def verify_folder(folder: str | Path, *, benchmarks: Sequence[str] = VERIFIED_BE
         for name in (CONFIG_FILENAME, WEIGHTS_FILENAME, LABELS_FILENAME):
             if (Path(folder) / name).is_file():
                 shutil.copyfile(Path(folder) / name, Path(tmp) / name)
-        evaluate(tmp, benchmarks, samples=samples, seed=seed, plot=False)
+        evaluate(tmp, benchmarks, samples=samples, seed=seed, plot=False, params=params)
         results = json.loads((Path(tmp) / EVAL_RESULTS_FILENAME).read_text(encoding="utf-8"))
     bad = nonfinite_metrics(results)
     if bad:
