@@ -147,7 +147,10 @@ def test_strength_is_relative_to_the_median_token_norm_as_in_the_benchmark(monke
         def rate(self, texts, concept):
             return [0] * len(texts)
 
-    bench = SteeringBenchmark(judge_instances={"const": Const()}, prompts=[prompt], strengths=[s], max_new_tokens=2, control=False, judges=["const"], concepts=["noun.animal"])
+    bench = SteeringBenchmark(
+        judge_instances={"const": Const()}, instructions=[prompt], heldout_instructions=[prompt], prompt_template="{instruction}", strengths=[s],
+        max_new_tokens=2, methods=["atlas"], judges=["const"], instruction_judge="none", concepts=["noun.animal"],
+    )  # fmt: skip
     ctx = BenchmarkContext(alignment=al, subject=None, atlas=None, heldout=[], model=model, tokenizer=tok, seed=0)
     result = bench.run(ctx)
     benchmark_lambda = seen[0]

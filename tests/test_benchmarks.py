@@ -154,7 +154,7 @@ def test_label_category_and_concepts():
 
 
 def test_registry_names_versions_and_typos():
-    assert {"translation@2", "retrieval@2", "steering@2"} <= set(BENCHMARKS.names())
+    assert {"translation@2", "retrieval@2", "steering@3"} <= set(BENCHMARKS.names())
     assert benchmark_key("retrieval") == "retrieval@2"
     with pytest.raises(UnknownNameError, match="Did you mean 'translation"):
         benchmark_key("translaton")
@@ -322,27 +322,38 @@ def _tiny_steering_ctx(seed: int = 0) -> BenchmarkContext:
     return BenchmarkContext(alignment=alignment, subject=None, atlas=WordSpace(), heldout=heldout, model=model, tokenizer=tok, seed=seed)
 
 
-STEER = {"prompts": ["the dog", "a red car", "the big house"], "strengths": [0, 2, 64], "strength_unit": "absolute", "max_new_tokens": 5}
+STEER = {
+    "instructions": ["the dog", "a red car"], "heldout_instructions": ["the big house", "a small boat"], "strengths": [2, 64],
+    "strength_unit": "absolute", "max_new_tokens": 5, "methods": ["atlas", "control"],
+}  # fmt: skip
 
 
 def test_steering_mechanics_on_a_tiny_model():
+    from atlas_align.harness.benchmarks.instructions import format_prompt
     from atlas_align.harness.benchmarks.steering import generate
 
     ctx = _tiny_steering_ctx()
     result = get_benchmark("steering", judge_instances={"lexicon": LexiconJudge(LEXICON, clear_hits=1)}, **STEER).run(ctx)
-    assert [(r["concept"], r["strength"]) for r in result.table] == [(c, s) for c in ("noun.animal", "noun.food") for s in (0.0, 2.0, 64.0)]
-    plain = [g.text for g in generate(ctx.model, ctx.tokenizer, STEER["prompts"], max_new_tokens=5)]
-    unsteered = [d["text"] for d in result.details if d["arm"] == "unsteered" and d["concept"] == "noun.animal"]
+    arms = [("unsteered", 0.0), ("atlas", 2.0), ("atlas", 64.0), ("control", 2.0), ("control", 64.0)]
+    assert sorted((r["method"], r["split"], r["strength"]) for r in result.table) == sorted((m, split, s) for m, s in arms for split in ("tuning", "heldout"))
+    prompts = [format_prompt(ctx.tokenizer, i) for i in STEER["heldout_instructions"]]
+    plain = [g.text for g in generate(ctx.model, ctx.tokenizer, prompts, max_new_tokens=5)]
+    unsteered = [d["text"] for d in result.details if d["method"] == "unsteered" and d["split"] == "heldout" and d["concept"] == "noun.animal"]
     assert unsteered == plain
     # The steering hook itself at λ = 0 leaves generation unchanged (the norm-preserving add is exact).
     with steer(ctx.model, ctx.alignment.config.subject.hookpoint, ctx.alignment.concept_direction("noun.animal"), 0.0, absolute=True):
-        hooked = [g.text for g in generate(ctx.model, ctx.tokenizer, STEER["prompts"], max_new_tokens=5)]
+        hooked = [g.text for g in generate(ctx.model, ctx.tokenizer, prompts, max_new_tokens=5)]
     assert hooked == plain
-    strong = [d["text"] for d in result.details if d["arm"] == "fitted" and d["strength"] == 64.0 and d["concept"] == "noun.animal"]
+    strong = [d["text"] for d in result.details if d["method"] == "atlas" and d["strength"] == 64.0 and d["split"] == "heldout" and d["concept"] == "noun.animal"]
     assert strong != plain  # a strong push changes the continuation
-    for name in ("lexicon", "atlas"):  # every reported number is FADE faithfulness recomputed from the table
-        expected = np.mean([faithfulness({r["strength"]: r[f"p2_{name}"] for r in result.table if r["concept"] == c}) for c in ("noun.animal", "noun.food")])
-        assert result.metrics[f"faithfulness_{name}"] == pytest.approx(expected) and f"faithfulness_{name}" in result.controls
+    rows = {(r["method"], r["split"], r["strength"]): r for r in result.table}
+    for name in ("lexicon", "atlas"):  # every FADE number is recomputed from the held-out rows of the table
+        for method, target in (("atlas", result.metrics), ("control", result.controls)):
+            expected = np.mean([
+                faithfulness({s: rows[(m, "heldout", s)]["by_concept"][c][f"p2_{name}"] for m, s in [("unsteered", 0.0), (method, 2.0), (method, 64.0)]})
+                for c in ("noun.animal", "noun.food")
+            ])  # fmt: skip
+            assert target[f"faithfulness_{name}"] == pytest.approx(expected)
     again = get_benchmark("steering", judge_instances={"lexicon": LexiconJudge(LEXICON, clear_hits=1)}, **STEER).run(_tiny_steering_ctx())
     assert again.model_dump_json() == result.model_dump_json()  # greedy and seeded: bit-identical
 
@@ -355,18 +366,19 @@ def test_fluency_guard_zeroes_disfluent_generations():
         def rate(self, texts, concept):
             return [2] * len(texts)
 
-    settings = dict(STEER, judges=["always"], perplexity_factor=1e-6, concepts=["noun.animal"], control=False)
+    settings = dict(STEER, judges=["always"], perplexity_factor=1e-6, concepts=["noun.animal"], methods=["atlas"])
     result = get_benchmark("steering", judge_instances={"always": Always2()}, **settings).run(_tiny_steering_ctx())
-    assert all(r["p2_always"] == 0.0 and r["fluent"] == 0.0 for r in result.table)  # every generation over the limit
+    # Every generation, the unsteered ones included, is far over the limit: none is fluent, so nothing counts.
+    assert all(r["p2_always"] == 0.0 and r["fluent"] == 0.0 and r["axbench"] == 0.0 for r in result.table)
     lenient = get_benchmark("steering", judge_instances={"always": Always2()}, **dict(settings, perplexity_factor=1e6, min_distinct_fraction=0.0)).run(_tiny_steering_ctx())
-    assert all(r["p2_always"] == 1.0 for r in lenient.table) and lenient.metrics["faithfulness_always"] == 0.0
+    assert all(r["p2_always"] == 1.0 and r["fluent"] == 1.0 for r in lenient.table if r["method"] == "atlas") and lenient.metrics["faithfulness_always"] == 0.0
 
 
 def test_repetition_counts_as_disfluent():
-    from atlas_align.harness.benchmarks.steering import _distinct_fraction
+    from atlas_align.harness.benchmarks.judges import distinct_fraction
 
-    assert _distinct_fraction([5, 5, 5, 5, 5, 5, 5, 5, 5, 7]) == 0.2 < 0.3  # "and and and …" has a low perplexity
-    assert _distinct_fraction([1, 2, 3, 4]) == 1.0 and _distinct_fraction([]) == 0.0
+    assert distinct_fraction([5, 5, 5, 5, 5, 5, 5, 5, 5, 7]) == 0.2 < 0.3  # "and and and …" has a low perplexity
+    assert distinct_fraction([1, 2, 3, 4]) == 1.0 and distinct_fraction([]) == 0.0
 
 
 def test_steering_rejects_unknown_concepts():
@@ -413,7 +425,8 @@ def test_real_models_all_three_benchmarks(tmp_path, capsys):
     report = evaluate(tmp_path / "art", samples=1000, subject_bundle=bundle)
     with capsys.disabled():
         print("\n" + format_tables(report.results))
-    t, r, s = (report.results[k] for k in ("translation@2", "retrieval@2", "steering@2"))
+    t, r, s = (report.results[k] for k in ("translation@2", "retrieval@2", "steering@3"))
     assert t.metrics["auroc"] > t.controls["auroc"] + 0.1 and t.metrics["ap"] > t.chance["ap"]
     assert r.metrics["mrr"] > r.controls["mrr"] and r.metrics["mrr"] > r.chance["mrr"]
-    assert s.table and s.metrics["faithfulness_atlas"] > s.controls["faithfulness_atlas"]  # 0.272 vs 0.071 when first measured
+    # steering@2 measured faithfulness_atlas 0.272 vs 0.071 (shuffled T); steering@3 is not yet measured on this model.
+    assert s.table and {"axbench_atlas", "faithfulness_atlas", "lambda_atlas"} <= set(s.metrics) and "axbench_atlas" in s.controls
