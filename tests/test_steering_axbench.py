@@ -399,11 +399,20 @@ def test_version_is_3():
         ({"judges": []}, "judges"),
         ({"prompts": ["the v2 field"]}, "prompts"),
         ({"tuning_fraction": 1.0}, "tuning_fraction"),
+        ({"judges": ["lexicom"]}, "Did you mean 'lexicon'"),
+        ({"instruction_judge": "perplexity"}, "instruction judge 'perplexity'"),
+        ({"fluency_judge": "lexicon"}, "fluency judge 'lexicon'"),
     ],
 )
 def test_bad_config_is_a_clear_config_error(settings, match):
     with pytest.raises(ConfigError, match=match):
         get_benchmark("steering", **settings)
+
+
+def test_judge_settings_a_judge_does_not_take_are_a_config_error():
+    bench = get_benchmark("steering", judges=["lexicon"], judge_params={"lexicon": {"clear_hitz": 1}})
+    with pytest.raises(ConfigError, match="clear_hitz"):
+        bench.run(tiny_ctx())
 
 
 def test_diffmean_without_categories_is_a_config_error():

@@ -78,7 +78,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from atlas_align.errors import ConfigError
+from atlas_align.errors import ConfigError, UnknownNameError
 from atlas_align.harness.benchmarks.base import (
     Benchmark,
     BenchmarkContext,
@@ -353,6 +353,14 @@ class SteeringBenchmark(Benchmark):
         instruction, fluency) that names it."""
         super().__init__(**params)
         self.judge_instances = judge_instances or {}
+        cfg = self.config
+        roles = [(JUDGES, name) for name in cfg.judges] + [(INSTRUCTION_JUDGES, cfg.instruction_judge), (FLUENCY_JUDGES, cfg.fluency_judge)]
+        for registry, name in roles:
+            if name not in self.judge_instances and name not in registry:
+                try:
+                    registry.get(name)
+                except UnknownNameError as exc:
+                    raise ConfigError(f"Invalid settings for benchmark {self.key}: {exc.args[0]}") from None
 
     def select_concepts(self, ctx: BenchmarkContext) -> list[SteeringConcept]:
         available = validated_concepts(ctx.labels)
@@ -405,7 +413,10 @@ class SteeringBenchmark(Benchmark):
             for known_cls, known_params, instance in made:
                 if known_cls is cls and known_params == params:
                     return instance
-            instance = cls(**params)
+            try:
+                instance = cls(**params)
+            except TypeError as exc:
+                raise ConfigError(f"Invalid settings for the {registry.kind} {name!r}: {exc}") from None
             made.append((cls, params, instance))
             return instance
 
