@@ -295,6 +295,8 @@ def test_chat_template_is_used_when_the_tokenizer_has_one_without_a_second_bos()
     assert format_prompt(tok, "the dog", chat_template=False) == "Instruction: the dog\nResponse:"
     generations = generate(tiny_llama(), tok, [format_prompt(tok, "the dog"), format_prompt(tok, "a big red car")], max_new_tokens=2)
     assert [g.prompt_ids[:2] for g in generations] == [[1, tok.convert_tokens_to_ids("the")], [1, tok.convert_tokens_to_ids("a")]]
+    # The strength unit is measured on the same tokens (median_token_norm tokenises with special tokens).
+    assert tok(steering_module._without_bos(tok, [format_prompt(tok, "the dog")])[0])["input_ids"] == generations[0].prompt_ids
 
 
 def test_batched_perplexities_equal_one_at_a_time():

@@ -317,6 +317,14 @@ def generate(
     return results
 
 
+def _without_bos(tokenizer, prompts: Sequence[str]) -> list[str]:
+    """Prompts whose chat template wrote the BOS token, without it: ``median_token_norm`` tokenises with
+    special tokens, so it sees the same tokens as :func:`generate`."""
+    if not starts_with_bos(tokenizer, prompts):
+        return list(prompts)
+    return [p[len(tokenizer.bos_token) :] for p in prompts]
+
+
 @dataclass
 class RatedSet:
     """The generations of one (method, concept, strength, split) and their ratings."""
@@ -457,7 +465,7 @@ class SteeringBenchmark(Benchmark):
         prompts = {split: [self.format(tokenizer, i) for i in instructions[split]] for split in SPLITS}
         hookpoint = alignment.config.subject.hookpoint
         absolute = cfg.strength_unit == "absolute"
-        unit = 1.0 if absolute else median_token_norm(model, tokenizer, hookpoint, prompts["tuning"])
+        unit = 1.0 if absolute else median_token_norm(model, tokenizer, hookpoint, _without_bos(tokenizer, prompts["tuning"]))
         gen_kwargs = {"max_new_tokens": cfg.max_new_tokens, "sampling": cfg.sampling, "temperature": cfg.temperature, "seed": ctx.seed}
 
         def run_generate(split: str, direction: torch.Tensor | None = None, strength: float = 0.0, texts: list[str] | None = None) -> list[Generation]:
