@@ -1,7 +1,8 @@
 """Streaming sufficient statistics for fitting a translation: mean-centred co-moments in float64.
 
 One pass over the corpus accumulates everything every method needs; memory is O(d_s·d_c)
-(+ d_c² only when a regression needs the Gram matrix), never O(N). Statistics are mergeable
+(+ d_c² + d_s² only when a method needs the Gram matrices:
+ridge regression, whitened Procrustes, CCA), never O(N). Statistics are mergeable
 (``a + b``), so shards computed anywhere (ranks, machines, resumed runs) give the same result.
 
 Why co-moments, not raw sums: Σxy − ΣxΣy/n subtracts two numbers of size n·mean² to get one of
@@ -32,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from atlas_align.errors import (
+    ConfigError,
     ConstantColumnWarning,
     DegenerateDataError,
     FewSamplesWarning,
@@ -84,6 +86,7 @@ def _layout(d_s: int, d_c: int, with_gram: bool) -> dict[str, tuple[int, ...]]:
     }
     if with_gram:
         shapes["gram_comoment_norm"] = (d_c, d_c)  # Σ (ĉ − mean ĉ)(ĉ − mean ĉ)ᵀ
+        shapes["gram_comoment_norm_s"] = (d_s, d_s)  # Σ (ŝ − mean ŝ)(ŝ − mean ŝ)ᵀ (whitened Procrustes, CCA)
     return shapes
 
 
@@ -127,6 +130,7 @@ class AlignmentStatistics:
     mean_offset_norm_c: torch.Tensor = None  # type: ignore[assignment]
     comoment_norm: torch.Tensor = None  # type: ignore[assignment]
     gram_comoment_norm: torch.Tensor | None = None
+    gram_comoment_norm_s: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for name, shape in self._shapes().items():
@@ -184,6 +188,7 @@ class AlignmentStatistics:
             comoment=comoment, ref_norm_s=ref_ns, ref_norm_c=ref_nc, mean_offset_norm_s=offset_ns,
             mean_offset_norm_c=offset_nc, comoment_norm=comoment_norm,
             gram_comoment_norm=_batch_moments(c_hat - ref_nc, c_hat - ref_nc)[2] if self.with_gram else None,
+            gram_comoment_norm_s=_batch_moments(s_hat - ref_ns, s_hat - ref_ns)[2] if self.with_gram else None,
         )  # fmt: skip
         return self.merge_(batch)
 
@@ -237,6 +242,7 @@ class AlignmentStatistics:
         self.comoment_norm.add_(other.comoment_norm).addr_(delta_ns, delta_nc, alpha=w)
         if self.with_gram:
             self.gram_comoment_norm.add_(other.gram_comoment_norm).addr_(delta_nc, delta_nc, alpha=w)
+            self.gram_comoment_norm_s.add_(other.gram_comoment_norm_s).addr_(delta_ns, delta_ns, alpha=w)
         return self
 
     # --- derived quantities -------------------------------------------------------------
@@ -313,6 +319,16 @@ class AlignmentStatistics:
         if not self.with_gram:
             return None
         return self.gram_comoment_norm + torch.outer(self.mean_norm_c, self.mean_norm_c) * self.n
+
+    def covariance_norm(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Σ_s, Σ_sc, Σ_c): covariances of the row-normalised rows ŝ, ĉ (unbiased, n − 1); needs ``with_gram``.
+
+        What whitened Procrustes and CCA need; Σ_s is (d_s, d_s), Σ_sc (d_s, d_c), Σ_c (d_c, d_c).
+        """
+        if not self.with_gram:
+            raise ConfigError("The covariances of both sides need statistics collected with with_gram=True.")
+        denominator = max(self.n - 1, 1)
+        return self.gram_comoment_norm_s / denominator, self.comoment_norm / denominator, self.gram_comoment_norm / denominator
 
     def require_enough_samples(self, method: str) -> None:
         """Refuse a fit that the data cannot determine; warn when it is merely noisy.
@@ -396,6 +412,12 @@ class AlignmentStatistics:
         tensors = {k[len(prefix) :]: v for k, v in load_file(str(path)).items() if k.startswith(prefix) and "." not in k[len(prefix) :]}
         d_s, d_c, with_gram = int(meta["d_s"]), int(meta["d_c"]), bool(int(meta["with_gram"]))
         missing = sorted(set(_layout(d_s, d_c, with_gram)) - set(tensors))
+        if missing == ["gram_comoment_norm_s"]:
+            raise IntegrityError(
+                f"{path} was written before with_gram statistics kept the subject-side Gram matrix "
+                f"({prefix}gram_comoment_norm_s), so it cannot be resumed: delete it or point --checkpoint elsewhere "
+                f"and run without --resume."
+            )
         if missing:
             raise IntegrityError(f"{path} lacks statistics tensors {', '.join(prefix + m for m in missing)}; it is incomplete.")
         return cls(d_s, d_c, with_gram, n=int(meta[f"{prefix}n"]), **tensors)
