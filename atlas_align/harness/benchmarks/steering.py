@@ -61,6 +61,9 @@ held-out split never enters the choice — not the unit, the judges' calibration
   ``llm_prompt_version`` when an llm judge ran.
 
 ``chance["axbench_atlas"]`` is the unsteered held-out AxBench score (no steering at all).
+Judge settings: ``judge_params[name]`` for a concept judge (and for the same class in another role,
+i.e. the llm judge), ``instruction_judge_params`` / ``fluency_judge_params`` on top for those roles;
+the perplexity judge takes ``perplexity_factor`` and ``min_distinct_fraction`` from the config.
 ``table`` has one row per (method, strength, split) with the means over concepts (and per concept
 in ``by_concept``); ``details`` has every rated generation. The provenance fingerprints the
 instructions (tuning, then held-out) followed by the corpus held-out texts (atlas judge, diffmean).
