@@ -17,7 +17,6 @@ relative depths (0.5) or block indices (3).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import tempfile
@@ -36,6 +35,14 @@ DEFAULT_MODELS = [
 ]
 METHODS = "procrustes,covariance,correlation,linear_regression,random_rotation"
 BATCH, MAX_LENGTH = 16, 128  # as `atlas-align eval` (and so the verifier) pools
+# The board's steering@3 (every causal-LM row): small enough for 60 rows on 2 cores. 8 of the built-in
+# instructions (4 tuning, 4 held-out), 2 concepts, 12 new tokens, the atlas arm only (the random-rotation
+# row is the control), the lexicon concept judge (AxBench score) plus the atlas judge (FADE). The strength
+# grid is found ONCE per (model, layer) — the fluency edge of the Procrustes row, × (0.5, 1) — and then
+# shared by every method's row at that layer, so the rows compare at the same strengths.
+from atlas_align.harness.benchmarks.instructions import INSTRUCTIONS  # noqa: E402  (after the sys.path line)
+
+BOARD_STEERING = {"instructions": list(INSTRUCTIONS[:8]), "methods": ["atlas"], "n_concepts": 2, "max_new_tokens": 12, "judges": ["lexicon", "atlas"], "edge_steps": 8, "grid_fractions": [0.5, 1.0]}
 
 
 def parse_model(spec: str) -> tuple[str, list[int | float]]:
@@ -59,14 +66,61 @@ def swept(cache, sweep, model_id, hooks, pooling, texts):
     return pooled
 
 
+class BoardVerifier:
+    """verify_folder for every row, with steering@3 on causal-LM rows at a grid shared per (model, layer).
+
+    Encoder rows ask for steering too, so their results record why it does not apply ("n/a" on the board).
+    """
+
+    def __init__(self, root: Path, samples: int, steering: bool = True) -> None:
+        self.root, self.samples, self.steering = root, samples, steering
+        self.grids: dict[tuple[str, str], list[float]] = {}
+
+    def __call__(self, folder: Path) -> dict:
+        import json
+
+        from atlas_align.leaderboard.verify import verify_folder
+
+        if not self.steering:
+            return verify_folder(folder, samples=self.samples)
+        config = json.loads((Path(folder) / "config.json").read_text())
+        key = (config["subject"]["model_id"], config["subject"]["hookpoint"])
+        benchmarks = ("translation", "pairs", "retrieval", "steering")
+        if key not in self.grids:
+            self.grids[key] = self.edge_grid(folder, key)
+        params = {"steering": BOARD_STEERING | ({"strengths": self.grids[key]} if self.grids[key] else {})}
+        return verify_folder(folder, benchmarks=benchmarks, samples=self.samples, params=params)
+
+    def edge_grid(self, folder: Path, key: tuple[str, str]) -> list[float]:
+        """The fluency-edge grid of this (model, layer)'s Procrustes row ([] for an encoder: steering is skipped)."""
+        import json
+
+        from atlas_align.harness.benchmarks.base import NotApplicable
+        from atlas_align.leaderboard.verify import verify_folder
+
+        procrustes = next((f for f in self.root.iterdir() if f.is_dir() and f.name.endswith("-procrustes") and (f / "config.json").is_file()
+                           and (lambda c: (c["subject"]["model_id"], c["subject"]["hookpoint"]))(json.loads((f / "config.json").read_text())) == key), Path(folder))  # fmt: skip
+        try:
+            results = verify_folder(procrustes, benchmarks=("steering",), samples=self.samples, params={"steering": BOARD_STEERING})
+        except NotApplicable:  # an encoder
+            return []
+        steering = next((v for k, v in results.get("results", {}).items() if k.startswith("steering@")), None)
+        if steering is None:
+            return []
+        edge = steering["metrics"]["fluency_edge"]
+        print(f"steering grid for {key[0]} {key[1]}: fluency edge {edge:g} × {BOARD_STEERING['grid_fractions']}", flush=True)
+        return sorted(edge * f for f in BOARD_STEERING["grid_fractions"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME:LAYERS, e.g. smollm2:0.25,0.5,1.0")
-    parser.add_argument("--samples", type=int, default=1500, help="shared training texts per model")
-    parser.add_argument("--verify-samples", type=int, default=500, help="held-out texts the verifier re-runs the benchmarks on")
+    parser.add_argument("--samples", type=int, default=1000, help="shared training texts per model")
+    parser.add_argument("--verify-samples", type=int, default=300, help="held-out texts the verifier re-runs the benchmarks on")
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--out", default=str(REPO / "leaderboard"))
     parser.add_argument("--cache", default=None, help="activation cache folder (default: a temporary one)")
+    parser.add_argument("--no-steering", action="store_true", help="leave the steering columns empty (they cost most of the rebuild)")
     args = parser.parse_args()
 
     from tests.registry_server_fixture import start_registry_server, stop_registry_server
@@ -86,7 +140,7 @@ def main() -> int:
         from atlas_align.harness.evaluation import heldout_samples
         from atlas_align.leaderboard.collect import collect
         from atlas_align.leaderboard.render import render
-        from atlas_align.leaderboard.verify import VERIFY_SEED, verify_folder
+        from atlas_align.leaderboard.verify import VERIFY_SEED
         from atlas_align.models.activations import LayerSweepExtractor, hidden_size, resolve_hookpoint
         from atlas_align.models.cache import ActivationCache, atlas_identity
         from atlas_align.models.loading import load_subject
@@ -125,7 +179,8 @@ def main() -> int:
                     push_folder(api, folder, f"{server.user}/{name}-l{hook.layer}-{method.replace('_', '-')}", tag="v1")
             del model, sweep
         print(f"fitted and pushed in {time.perf_counter() - started:.0f}s; verifying every row", flush=True)
-        board = collect(api, verify=True, cache_dir=root / "verified", verifier=functools.partial(verify_folder, samples=args.verify_samples))
+        verifier = BoardVerifier(root, args.verify_samples, steering=not args.no_steering)
+        board = collect(api, verify=True, cache_dir=root / "verified", verifier=verifier)
         board = board.model_copy(update={"registry": "atlas-align registry server (scripts/build_demo_leaderboard.py)"})
         paths = render(board, args.out)
         print(f"activation cache: {cache.hits} hits, {cache.misses} misses; total {time.perf_counter() - started:.0f}s")

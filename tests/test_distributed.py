@@ -43,7 +43,10 @@ def test_torchrun_two_ranks_match_single_process(tmp_path):
 def _derived(stats: AlignmentStatistics) -> dict[str, torch.Tensor]:
     names = ("mean_s", "mean_c", "std_s", "std_c", "covariance", "centered_cross_norm")
     out = {name: getattr(stats, name)() for name in names} | {"cross_norm": stats.cross_norm}
-    return out | ({"gram_norm": stats.gram_norm} if stats.with_gram else {})
+    if stats.with_gram:  # both sides' Gram (whitened Procrustes and CCA need the subject side)
+        sigma_s, _, sigma_c = stats.covariance_norm()
+        out |= {"gram_norm": stats.gram_norm, "subject_gram": sigma_s, "atlas_gram": sigma_c}
+    return out
 
 
 def test_all_reduce_packs_every_tensor_and_n(tmp_path):

@@ -69,7 +69,7 @@ def init_from_env() -> DistributedContext:
 # Per-rank state that is gathered (one slot per rank), not summed: the count and the means.
 _GATHERED = ("ref_s", "ref_c", "mean_offset_s", "mean_offset_c", "ref_norm_s", "ref_norm_c", "mean_offset_norm_s", "mean_offset_norm_c")
 # Co-moments about each rank's own means: these are summed.
-_SUMMED = ("m2_s", "m2_c", "comoment", "comoment_norm", "gram_comoment_norm")
+_SUMMED = ("m2_s", "m2_c", "comoment", "comoment_norm", "gram_comoment_norm", "gram_comoment_norm_s")
 
 
 def all_reduce_statistics(shards: Sequence[AlignmentStatistics], device: torch.device | str = "cpu") -> list[AlignmentStatistics]:
@@ -138,4 +138,5 @@ def _combine(shard: AlignmentStatistics, summed: dict[str, torch.Tensor], ranks:
     total.comoment_norm = summed["comoment_norm"] + (dns * counts[:, None]).T @ dnc
     if shard.with_gram:
         total.gram_comoment_norm = summed["gram_comoment_norm"] + (dnc * counts[:, None]).T @ dnc
+        total.gram_comoment_norm_s = summed["gram_comoment_norm_s"] + (dns * counts[:, None]).T @ dns
     return total
