@@ -155,7 +155,7 @@ class _SubjectOption(click.Option):
 @click.option("--heldout-fraction", type=float, default=_default("corpus.heldout_fraction"), show_default=True, help="Share of windows kept out of the fit (for the held-out check and eval).")
 @click.option("--samples", type=int, default=_default("samples"), show_default=True, help="Number of shared training texts (windows).")
 @click.option("--heldout-samples", type=int, default=_default("heldout_samples"), show_default=True, help="Held-out texts for the check printed after the fit (0: none).")
-@click.option("--method", default=_default("method"), show_default=True, callback=check_method, help="procrustes | covariance | correlation | linear_regression | random_rotation")
+@click.option("--method", default=_default("method"), show_default=True, callback=check_method, help="procrustes | covariance | correlation | linear_regression | whitened_procrustes | cca | random_rotation")
 @click.option("--method-param", "method_param", multiple=True, metavar="KEY=VALUE", help="A method parameter, repeatable: e.g. --method-param center=false, --method-param alpha=0.01.")
 @click.option("--pooling", type=click.Choice(["sequence", "unit", "unit-mean"]), default="sequence", show_default=True,
               help="Fit on one pooled row per text (sequence), or per word both tokenizers share (unit: max over its tokens; unit-mean: mean).")  # fmt: skip
