@@ -129,16 +129,35 @@ class AtlasAlignment(
         s = self._T_rows_normalized @ (q / q.norm())
         return s / s.norm().clamp_min(1e-12)
 
-    def search(self, query: Concept, top_k: int = 10, subject_dictionary: torch.Tensor | None = None) -> SearchResult:
-        """Atlas features for a text query, and the subject neurons (or dictionary rows) ranked for it."""
+    def search(self, query: Concept, top_k: int = 10, subject_dictionary: torch.Tensor | None = None, *, scoring: str = "cosine", csls_k: int = 10) -> SearchResult:
+        """Atlas features for a text query, and the subject neurons (or dictionary rows) ranked for it.
+
+        ``scoring="csls"`` ranks by cross-domain similarity local scaling (Conneau et al. 2018):
+        2·cos(s_c, y) − r(y), where r(y) is key y's mean cosine to its ``csls_k`` nearest atlas
+        feature directions (every feature's direction through T), so a "hub" neuron close to many
+        concepts no longer tops every search. (The query's own radius is the same for every key and
+        is left out: it does not change the ranking.)
+        """
+        if scoring not in ("cosine", "csls"):
+            raise ConfigError(f"scoring must be 'cosine' or 'csls'; got {scoring!r}.")
         atlas_hits = self.labels.search(query, top_k=top_k) if isinstance(query, str) else []
         direction = self.concept_direction(query)
         if subject_dictionary is None:
+            keys = None  # the neuron basis: cos(e_y, v) = v[y]
             sims = direction
         else:
             if subject_dictionary.shape[-1] != self.config.d_s:
                 raise ShapeMismatchError(f"The subject dictionary must have rows of width {self.config.d_s}.")
-            sims = row_normalize(subject_dictionary.float()) @ direction
+            keys = row_normalize(subject_dictionary.float())
+            sims = keys @ direction
+        if scoring == "csls":
+            from atlas_align.fit.csls import mean_topk, neighbourhood_radius
+
+            if isinstance(csls_k, bool) or int(csls_k) != csls_k or csls_k < 1:
+                raise ConfigError(f"csls_k must be a whole number ≥ 1; got {csls_k!r}.")
+            references = row_normalize(self._T_rows_normalized.T.double())  # (d_c, d_s): each atlas feature's direction
+            radius = mean_topk(references.T, int(csls_k)) if keys is None else neighbourhood_radius(keys, references, int(csls_k))
+            sims = (2.0 * sims.double() - radius).to(direction.dtype)
         k = min(top_k, sims.numel())
         values, indices = sims.topk(k)
         return SearchResult(
