@@ -6,6 +6,8 @@ Every number in README.md comes from a script's output, never typed by hand:
 - ``pooling``     ← docs/pooling.md        (scripts/measure_pooling.py)
 - ``token_level`` ← docs/TOKEN_LEVEL.md    (scripts/measure_token_level.py)
 - ``board``       ← leaderboard/leaderboard.json (scripts/build_demo_leaderboard.py, verified rows)
+- ``steering``    ← docs/STEERING.md       (scripts/measure_steering.py)
+- ``quality``     ← docs/QUALITY.md        (scripts/quality_study.py: its conclusion)
 
 A section in README.md is the text between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
 
@@ -92,15 +94,7 @@ def token_level_section(repo: Path = REPO) -> str:
     path = repo / "docs" / "TOKEN_LEVEL.md"
     if not path.is_file():
         return "_Not measured yet: run `python scripts/measure_token_level.py`._"
-    tables, current = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("|"):
-            current.append(line)
-        elif current:
-            tables.append(current)
-            current = []
-    if current:
-        tables.append(current)
+    tables = _tables(path.read_text(encoding="utf-8"))
     return "\n".join(tables[-1]) if tables else "_No table in docs/TOKEN_LEVEL.md._"
 
 
@@ -144,7 +138,40 @@ def findings_section(repo: Path = REPO) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"demo": demo_section, "pooling": pooling_section, "token_level": token_level_section, "findings": findings_section, "board": board_section}
+def _tables(text: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return tables
+
+
+def steering_section(repo: Path = REPO) -> str:
+    """steering@3 side by side (atlas / DiffMean / prompting), judge agreement and the layer curve, from docs/STEERING.md."""
+    path = repo / "docs" / "STEERING.md"
+    if not path.is_file():
+        return "_Not measured yet: run `python scripts/measure_steering.py`._"
+    tables = _tables(path.read_text(encoding="utf-8"))
+    parts = ["\n".join(t) for t in tables]
+    return "\n\n".join(parts) + "\n\n![steering by layer](docs/steering_layers.png)"
+
+
+def quality_section(repo: Path = REPO) -> str:
+    """The quality study's conclusion paragraph (docs/QUALITY.md)."""
+    path = repo / "docs" / "QUALITY.md"
+    if not path.is_file():
+        return "_Not measured yet: run `python scripts/quality_study.py`._"
+    text = path.read_text(encoding="utf-8")
+    body = text.split("## Conclusion", 1)[1].strip().split("\n\n")[0] if "## Conclusion" in text else ""
+    return body or "_docs/QUALITY.md has no conclusion._"
+
+
+SECTIONS = {"demo": demo_section, "pooling": pooling_section, "token_level": token_level_section, "findings": findings_section, "board": board_section, "steering": steering_section, "quality": quality_section}
 
 
 def render(readme: str, repo: Path = REPO) -> str:
