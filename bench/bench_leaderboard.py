@@ -33,20 +33,11 @@ from _common import REPO, header
 
 
 def build_artifact(root: Path) -> Path:
-    import torch
-
     from atlas_align.alignment.pipeline import AlignRequest, run_alignment
     from atlas_align.corpus.sources import CorpusConfig
-    from tests.tiny_models import WORDS, tiny_bert, tiny_llama, word_tokenizer
+    from tests.tiny_models import write_tiny_pair
 
-    subject, atlas = root / "tiny-llama", root / "tiny-bert"
-    tiny_llama().save_pretrained(subject)
-    word_tokenizer("bos").save_pretrained(subject)
-    tiny_bert().save_pretrained(atlas)
-    word_tokenizer("cls").save_pretrained(atlas)
-    g = torch.Generator().manual_seed(3)
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": " ".join(WORDS[j] for j in torch.randint(len(WORDS), (9,), generator=g).tolist())}) for _ in range(1500)))
+    subject, atlas, corpus = write_tiny_pair(root)
     req = AlignRequest(subject=str(subject), layer=1, atlas=f"model:{atlas}@1", corpus=CorpusConfig(source=str(corpus), heldout_fraction=0.2), samples=400, heldout_samples=0)
     folder = root / "artifact"
     run_alignment(req, progress=False).alignment.save_pretrained(folder)

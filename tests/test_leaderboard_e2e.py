@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from atlas_align.alignment.pipeline import AlignRequest, run_alignment
 from atlas_align.corpus.sources import CorpusConfig
@@ -20,7 +19,7 @@ from atlas_align.leaderboard.render import render
 from atlas_align.leaderboard.verify import verify_folder
 from atlas_align.registry.hub import push_folder
 from tests.registry_server_fixture import REPO_ROOT
-from tests.tiny_models import WORDS, tiny_bert, tiny_llama, word_tokenizer
+from tests.tiny_models import write_tiny_pair
 
 SAMPLES = 80
 verifier = functools.partial(verify_folder, benchmarks=("translation",), samples=SAMPLES)
@@ -28,15 +27,7 @@ verifier = functools.partial(verify_folder, benchmarks=("translation",), samples
 
 @pytest.fixture
 def models_and_corpus(tmp_path):
-    subject, atlas = tmp_path / "tiny-llama", tmp_path / "tiny-bert"
-    tiny_llama().save_pretrained(subject)
-    word_tokenizer("bos").save_pretrained(subject)
-    tiny_bert().save_pretrained(atlas)
-    word_tokenizer("cls").save_pretrained(atlas)
-    g = torch.Generator().manual_seed(3)
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": " ".join(WORDS[j] for j in torch.randint(len(WORDS), (9,), generator=g).tolist())}) for _ in range(1500)))
-    return subject, atlas, corpus
+    return write_tiny_pair(tmp_path)
 
 
 @pytest.mark.integration

@@ -48,3 +48,21 @@ def tiny_bert(hidden: int = 16, layers: int = 2, seed: int = 0) -> BertModel:
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=40, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32, max_position_embeddings=128, pad_token_id=0)
     return BertModel(cfg).eval()
+
+
+def write_tiny_pair(root, n_texts: int = 1500, seed: int = 3):
+    """A tiny Llama subject and a tiny BERT atlas model saved with their tokenizers under ``root``,
+    and a JSONL corpus of ``n_texts`` random 9-word texts: (subject folder, atlas folder, corpus file)."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    subject, atlas = root / "tiny-llama", root / "tiny-bert"
+    tiny_llama().save_pretrained(subject)
+    word_tokenizer("bos").save_pretrained(subject)
+    tiny_bert().save_pretrained(atlas)
+    word_tokenizer("cls").save_pretrained(atlas)
+    g = torch.Generator().manual_seed(seed)
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": " ".join(WORDS[j] for j in torch.randint(len(WORDS), (9,), generator=g).tolist())}) for _ in range(n_texts)))
+    return subject, atlas, corpus
