@@ -66,3 +66,19 @@ def test_eval_results_record_why_a_benchmark_was_skipped_and_the_board_notes_it(
     assert list(results["results"]) == ["translation@2"]
     (key,) = results["skipped"]
     assert key.startswith("steering@") and "validated atlas features" in results["skipped"][key]
+
+
+def test_steering_table_prints_methods_side_by_side_with_the_chosen_strength():
+    from atlas_align.harness.benchmarks import get_benchmark
+    from atlas_align.harness.evaluation import format_tables
+    from tests.test_steering_axbench import LEXICON, TINY_INSTRUCTIONS, tiny_ctx
+
+    settings = dict(instructions=TINY_INSTRUCTIONS[:4], concepts=["noun.animal"], max_new_tokens=3, edge_steps=2, judge_params={"lexicon": {"lexicon": LEXICON, "clear_hits": 1}})
+    result = get_benchmark("steering", **settings).run(tiny_ctx())
+    text = format_tables({result.benchmark: result})
+    assert "AxBench" in text and "instr." in text and "p2 lexicon" in text
+    for method in ("atlas", "diffmean", "control", "prompt", "unsteered"):
+        assert any(line.strip().startswith(method) for line in text.splitlines()), method
+    chosen = [line for line in text.splitlines() if line.strip().startswith("atlas") and "*" in line]
+    assert len(chosen) == 2  # the chosen strength on both splits
+    assert "axbench_atlas" in text and "instruction_atlas" in text and "fluency_atlas" in text

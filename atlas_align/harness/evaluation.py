@@ -331,7 +331,20 @@ def format_tables(results: dict[str, BenchmarkResult], skipped: dict[str, str] |
             control, chance = result.controls.get(name), result.chance.get(name)
             fmt = lambda v: f"{v:>10.4f}" if v is not None else f"{'':>10}"  # noqa: E731
             lines.append(f"  {name:<26}{fmt(value)}{fmt(control):>12}{fmt(chance)}")
-        if result.table:
+        if result.table and "method" in result.table[0]:  # steering@3: methods side by side, per split and strength
+            judges = sorted({k[3:] for row in result.table for k in row if k.startswith("p2_")})
+            header = "".join(f"{'p2 ' + j:>12}" for j in judges)
+            lines.append(f"  {'method':<10}{'split':<9}{'strength':>9}{'λ':>9}  {'AxBench':>8}{'concept':>8}{'instr.':>8}{'fluency':>8}{header}  example")
+            for row in result.table:
+                mark = "*" if row.get("chosen") else " "
+                cells = "".join(f"{row.get('p2_' + j, float('nan')):>12.2f}" for j in judges)
+                example = str(row.get("example", "")).replace("\n", " ")[:40]
+                lines.append(
+                    f"  {row['method']:<10}{row['split']:<9}{row['strength']:>8.3g}{mark}{row['lambda']:>9.1f}  {row['axbench']:>8.3f}"
+                    f"{row['concept_rating']:>8.2f}{row['instruction_rating']:>8.2f}{row['fluency_rating']:>8.2f}{cells}  {example!r}"
+                )
+            lines.append("  (* = the strength chosen on the tuning split; metrics above are the held-out split at it)")
+        elif result.table:
             judges = sorted({k[3:] for row in result.table for k in row if k.startswith("p2_") and not k.endswith("_control")})
             header = "".join(f"{'p2 ' + j:>14}{'(ctrl)':>8}" for j in judges)
             lines.append(f"  {'concept':<20}{'λ':>6}{'|λ|':>9}{header}{'fluent':>8}  example")
