@@ -422,7 +422,9 @@ def test_real_models_all_three_benchmarks(tmp_path, capsys):
     bundle = load_subject("smollm2")
     fitted = run_alignment(AlignRequest(samples=3000, heldout_samples=0), subject_bundle=bundle, progress=False)
     fitted.alignment.save_pretrained(tmp_path / "art")
-    report = evaluate(tmp_path / "art", samples=1000, subject_bundle=bundle)
+    # steering@3 at CI cost: two concepts, the atlas arm against shuffled T (docs/STEERING.md has the full comparison)
+    steering = {"n_concepts": 2, "max_new_tokens": 16, "methods": ["atlas", "control", "unsteered"]}
+    report = evaluate(tmp_path / "art", samples=1000, subject_bundle=bundle, params={"steering": steering})
     with capsys.disabled():
         print("\n" + format_tables(report.results))
     t, r, s = (report.results[k] for k in ("translation@2", "retrieval@2", "steering@3"))
