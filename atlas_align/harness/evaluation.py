@@ -34,7 +34,7 @@ EVAL_RESULTS_DIRNAME = ".eval_results"
 EVAL_FORMAT_VERSION = 1
 SOURCE_URL = "https://github.com/atlas-align/atlas-align"
 # Headline metrics drawn in metrics.png and listed first in the card.
-HEADLINE = {"translation": ("auroc", "ap"), "pairs": ("top1", "mrr"), "retrieval": ("mrr", "mpp"), "steering": ("faithfulness_lexicon", "faithfulness_atlas", "faithfulness_llm")}
+HEADLINE = {"translation": ("auroc", "ap"), "pairs": ("top1", "mrr"), "retrieval": ("mrr", "mpp"), "steering": ("axbench_atlas", "faithfulness_lexicon", "faithfulness_atlas", "faithfulness_llm")}
 
 
 @dataclass

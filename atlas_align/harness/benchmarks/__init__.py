@@ -1,4 +1,4 @@
-"""Versioned benchmarks of an alignment: ``translation@2``, ``retrieval@2``, ``steering@2``.
+"""Versioned benchmarks of an alignment: ``translation@2``, ``pairs@1``, ``retrieval@2``, ``steering@3``.
 
 Each is registered in :data:`BENCHMARKS` under ``name@version`` and returns a
 :class:`BenchmarkResult` (metrics beside their controls, per-feature details, provenance).
