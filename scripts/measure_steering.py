@@ -34,7 +34,8 @@ TRAIN_TEXTS = 1000  # the published board's texts: their pooled activations are 
 HELDOUT_TEXTS = 300
 AXES = ("axbench", "concept", "instruction", "fluency")
 # The layer curve: the atlas arm against shuffled T, cheaper settings (2 concepts, 12 of the instructions).
-CURVE_STEERING = {"methods": ["atlas", "control"], "n_concepts": 2, "judges": ["lexicon", "atlas"], "max_new_tokens": 16, "grid_fractions": [0.5, 1.0]}
+CURVE_STEERING = {"methods": ["atlas", "control"], "n_concepts": 1, "judges": ["lexicon", "atlas"], "max_new_tokens": 12, "edge_steps": 7, "grid_fractions": [0.5, 1.0]}
+# (the curve's instructions: the first 8 built-in ones, 4 tuning + 4 held-out; set in main)
 
 
 def fit_alignment(name: str, layer, cache, atlas, atlas_train, train, bundle=None):
@@ -70,6 +71,7 @@ def main() -> int:
     parser.add_argument("--curve", default="0.25,0.5,0.66,1.0", help="relative depths of the layer curve (atlas arm vs shuffled T; '' to skip)")
     parser.add_argument("--out", default=str(REPO / "docs"))
     parser.add_argument("--render-only", action="store_true", help="rebuild STEERING.md from the per-model JSON files")
+    parser.add_argument("--resume", action="store_true", help="keep the per-model results already saved and measure only what they lack")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -86,6 +88,7 @@ def main() -> int:
     from atlas_align.atlas.spaces import load_atlas_space
     from atlas_align.corpus.sources import CorpusConfig, iter_samples
     from atlas_align.harness.benchmarks import get_benchmark
+    from atlas_align.harness.benchmarks.instructions import INSTRUCTIONS
     from atlas_align.harness.benchmarks.judges import LLMJudge
     from atlas_align.harness.benchmarks.steering import diffmean_direction
     from atlas_align.harness.capability import capability_cost, capability_cost_for_vector
@@ -116,27 +119,12 @@ def main() -> int:
         alignment, bundle = fit_alignment(name, layer, cache, atlas, atlas_train, train)
         model, tokenizer, model_id = bundle
         ctx = build_context(alignment, subject_bundle=bundle, atlas_space=cached_atlas, heldout=heldout, seed=VERIFY_SEED)
-        bench = get_benchmark("steering", judge_instances=instances, judges=judges)
-        result = bench.run(ctx)
-        m, c = result.metrics, result.controls
-        print(f"{name} block {alignment.config.subject.layer}: steering@3 in {time.perf_counter() - t0:.0f}s", flush=True)
-        entry = {
-            "subject": model_id, "name": name, "layer": alignment.config.subject.layer, "n_layers": alignment.config.subject.n_layers,
-            "benchmark": result.benchmark, "concepts": sorted({d["concept"] for d in result.details if "concept" in d}),
-            "methods": {}, "kappa": {k: v for k, v in m.items() if k.startswith("kappa_")},
-            "faithfulness": {k: v for k, v in m.items() if k.startswith("faithfulness_")},
-            "faithfulness_control": {k: v for k, v in c.items() if k.startswith("faithfulness_")},
-            "fluency_edge": m.get("fluency_edge"), "strength_unit": m.get("strength_unit"), "capability": {},
-            "examples": [],
-        }  # fmt: skip
-        for method in ("atlas", "diffmean", "prompt", "unsteered"):
-            if f"axbench_{method}" in m:
-                entry["methods"][method] = {axis: m.get(f"{axis}_{method}") for axis in AXES} | {"strength": m.get(f"strength_{method}"), "lambda": m.get(f"lambda_{method}")}
-        if "axbench_atlas" in c:
-            entry["methods"]["control"] = {axis: c.get(f"{axis}_atlas") for axis in AXES} | {"strength": c.get("strength_atlas"), "lambda": c.get("lambda_atlas")}
-        for d in result.details:
-            if d.get("split") == "heldout" and len(entry["examples"]) < 6 and d.get("method") in ("atlas", "diffmean", "prompt") and d.get("strength") in (m.get(f"strength_{d.get('method')}"), 0.0, None):
-                entry["examples"].append({k: d.get(k) for k in ("method", "concept", "instruction", "text", "ratings")})
+        saved = out / "steering" / f"{name}.json"
+        if args.resume and saved.is_file():  # the side-by-side stage is done: go on with what is missing
+            entry = json.loads(saved.read_text(encoding="utf-8"))
+            t0 -= entry.get("wall_s", 0)
+        else:
+            entry = side_by_side(name, alignment, ctx, model_id, instances, judges)
         entry["judges"], entry["judge_model"], entry["train_texts"] = judges, judge_name, len(train)
 
         def save(entry=entry, name=name, t0=t0):  # after every stage, so a later failure keeps what was measured
@@ -148,21 +136,25 @@ def main() -> int:
         if args.capability_limit:
             concept = entry["concepts"][0] if entry["concepts"] else None
             t1 = time.perf_counter()
-            if concept and m.get("strength_atlas") is not None:
-                cost = capability_cost(alignment, (model, tokenizer), concept, m["strength_atlas"], limit=args.capability_limit, unit=m.get("strength_unit"))
+            atlas_strength = entry["methods"].get("atlas", {}).get("strength")
+            diffmean_lambda = entry["methods"].get("diffmean", {}).get("lambda")
+            if concept and atlas_strength is not None and "atlas" not in entry["capability"]:
+                cost = capability_cost(alignment, (model, tokenizer), concept, atlas_strength, limit=args.capability_limit, unit=entry["strength_unit"])
                 entry["capability"]["atlas"] = cost.model_dump(mode="json")
-            if concept and m.get("lambda_diffmean") is not None:
+            if concept and diffmean_lambda is not None and "diffmean" not in entry["capability"]:
                 vector = diffmean_direction(ctx, concept)
-                cost = capability_cost_for_vector(model, tokenizer, alignment.config.subject.hookpoint, vector, m["lambda_diffmean"], limit=args.capability_limit, absolute=True, name="diffmean")
+                cost = capability_cost_for_vector(model, tokenizer, alignment.config.subject.hookpoint, vector, diffmean_lambda, limit=args.capability_limit, absolute=True, name="diffmean")
                 entry["capability"]["diffmean"] = cost.model_dump(mode="json")
             print(f"  capability cost ({concept}, {args.capability_limit} items) in {time.perf_counter() - t1:.0f}s", flush=True)
             save()
-        entry["curve"] = []
+        entry.setdefault("curve", [])
         for depth in [float(x) for x in args.curve.split(",") if x.strip()]:
+            if any(abs(p["depth"] - depth) < 1e-9 for p in entry["curve"]):
+                continue
             t2 = time.perf_counter()
             curve_alignment, _ = fit_alignment(name, depth, cache, atlas, atlas_train, train, bundle=bundle)
             curve_ctx = build_context(curve_alignment, subject_bundle=bundle, atlas_space=cached_atlas, heldout=heldout, seed=VERIFY_SEED)
-            r = get_benchmark("steering", **CURVE_STEERING).run(curve_ctx)
+            r = get_benchmark("steering", **CURVE_STEERING, instructions=list(INSTRUCTIONS[:8])).run(curve_ctx)
             entry["curve"].append({"depth": depth, "layer": curve_alignment.config.subject.layer, "axbench": r.metrics.get("axbench_atlas"),
                                    "axbench_control": r.controls.get("axbench_atlas"), "unsteered": r.chance.get("axbench_atlas"),
                                    "faithfulness_lexicon": r.metrics.get("faithfulness_lexicon"), "strength": r.metrics.get("strength_atlas"),
@@ -171,6 +163,34 @@ def main() -> int:
             save()
         del model, ctx
     return render(out)
+
+
+def side_by_side(name, alignment, ctx, model_id, instances, judges) -> dict:
+    """steering@3 with every method and judge: the per-model entry of docs/steering.json."""
+    from atlas_align.harness.benchmarks import get_benchmark
+
+    t0 = time.perf_counter()
+    result = get_benchmark("steering", judge_instances=instances, judges=judges).run(ctx)
+    m, c = result.metrics, result.controls
+    print(f"{name} block {alignment.config.subject.layer}: steering@3 in {time.perf_counter() - t0:.0f}s", flush=True)
+    entry = {
+        "subject": model_id, "name": name, "layer": alignment.config.subject.layer, "n_layers": alignment.config.subject.n_layers,
+        "benchmark": result.benchmark, "concepts": sorted({d["concept"] for d in result.details if "concept" in d}),
+        "methods": {}, "kappa": {k: v for k, v in m.items() if k.startswith("kappa_")},
+        "faithfulness": {k: v for k, v in m.items() if k.startswith("faithfulness_")},
+        "faithfulness_control": {k: v for k, v in c.items() if k.startswith("faithfulness_")},
+        "fluency_edge": m.get("fluency_edge"), "strength_unit": m.get("strength_unit"), "capability": {},
+        "examples": [],
+    }  # fmt: skip
+    for method in ("atlas", "diffmean", "prompt", "unsteered"):
+        if f"axbench_{method}" in m:
+            entry["methods"][method] = {axis: m.get(f"{axis}_{method}") for axis in AXES} | {"strength": m.get(f"strength_{method}"), "lambda": m.get(f"lambda_{method}")}
+    if "axbench_atlas" in c:
+        entry["methods"]["control"] = {axis: c.get(f"{axis}_atlas") for axis in AXES} | {"strength": c.get("strength_atlas"), "lambda": c.get("lambda_atlas")}
+    for d in result.details:
+        if d.get("split") == "heldout" and len(entry["examples"]) < 6 and d.get("method") in ("atlas", "diffmean", "prompt") and d.get("strength") in (m.get(f"strength_{d.get('method')}"), 0.0, None):
+            entry["examples"].append({k: d.get(k) for k in ("method", "concept", "instruction", "text", "ratings")})
+    return entry
 
 
 def render(out: Path) -> int:
