@@ -207,6 +207,9 @@ def render(out: Path) -> int:
 
 
 def plot_curve(report: dict, path: Path) -> None:
+    if not any(e.get("curve") for e in report["models"]):
+        path.unlink(missing_ok=True)
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,8 +276,9 @@ def to_markdown(report: dict) -> str:
     for e in report["models"]:
         fade = "; ".join(f"{k.removeprefix('faithfulness_')} {_f(v)} / {_f(e['faithfulness_control'].get(k))}" for k, v in sorted(e["faithfulness"].items()))
         parts.append(f"| {e['subject'].split('/')[-1]} | " + " | ".join(_f(e["kappa"].get(k)) for k in keys) + f" | {fade} |")
-    parts += ["", "## Layer curve (atlas arm vs shuffled T, held-out AxBench score)", "", "![steering by layer](steering_layers.png)", "",
-              "| subject | block (depth) | AxBench atlas | shuffled T | unsteered | FADE (lexicon) | strength |", "|---|---|---|---|---|---|---|"]
+    if any(e.get("curve") for e in report["models"]):
+        parts += ["", "## Layer curve (atlas arm vs shuffled T, held-out AxBench score)", "", "![steering by layer](steering_layers.png)", "",
+                  "| subject | block (depth) | AxBench atlas | shuffled T | unsteered | FADE (lexicon) | strength |", "|---|---|---|---|---|---|---|"]
     for e in report["models"]:
         for p in e.get("curve", []):
             parts.append(f"| {e['subject'].split('/')[-1]} | {p['layer']} ({p['depth']:.2f}) | {_f(p['axbench'])} | {_f(p['axbench_control'])} | {_f(p['unsteered'])} | {_f(p.get('faithfulness_lexicon'))} | {_f(p.get('strength'))} |")

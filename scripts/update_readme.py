@@ -158,7 +158,8 @@ def steering_section(repo: Path = REPO) -> str:
         return "_Not measured yet: run `python scripts/measure_steering.py`._"
     tables = _tables(path.read_text(encoding="utf-8"))
     parts = ["\n".join(t) for t in tables]
-    return "\n\n".join(parts) + "\n\n![steering by layer](docs/steering_layers.png)"
+    curve = "\n\n![steering by layer](docs/steering_layers.png)" if (repo / "docs" / "steering_layers.png").is_file() else ""
+    return "\n\n".join(parts) + curve
 
 
 def quality_section(repo: Path = REPO) -> str:
