@@ -125,7 +125,7 @@ def main() -> int:
             t0 -= entry.get("wall_s", 0)
         else:
             entry = side_by_side(name, alignment, ctx, model_id, instances, judges)
-        entry["judges"], entry["judge_model"], entry["train_texts"] = judges, judge_name, len(train)
+            entry["judges"], entry["judge_model"], entry["train_texts"] = judges, judge_name, len(train)
 
         def save(entry=entry, name=name, t0=t0):  # after every stage, so a later failure keeps what was measured
             entry["wall_s"] = round(time.perf_counter() - t0)
