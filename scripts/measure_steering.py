@@ -34,8 +34,8 @@ TRAIN_TEXTS = 1000  # the published board's texts: their pooled activations are 
 HELDOUT_TEXTS = 300
 AXES = ("axbench", "concept", "instruction", "fluency")
 # The layer curve: the atlas arm against shuffled T, cheaper settings (2 concepts, 12 of the instructions).
-CURVE_STEERING = {"methods": ["atlas", "control"], "n_concepts": 1, "judges": ["lexicon", "atlas"], "max_new_tokens": 12, "edge_steps": 7, "grid_fractions": [0.5, 1.0]}
-# (the curve's instructions: the first 8 built-in ones, 4 tuning + 4 held-out; set in main)
+CURVE_STEERING = {"methods": ["atlas", "control"], "n_concepts": 2, "judges": ["lexicon", "atlas"], "max_new_tokens": 20, "edge_steps": 7, "grid_fractions": [0.5, 1.0]}
+CURVE_INSTRUCTIONS = 16  # the first 16 built-in instructions: 8 tuning + 8 held-out
 
 
 def fit_alignment(name: str, layer, cache, atlas, atlas_train, train, bundle=None):
@@ -154,7 +154,7 @@ def main() -> int:
             t2 = time.perf_counter()
             curve_alignment, _ = fit_alignment(name, depth, cache, atlas, atlas_train, train, bundle=bundle)
             curve_ctx = build_context(curve_alignment, subject_bundle=bundle, atlas_space=cached_atlas, heldout=heldout, seed=VERIFY_SEED)
-            r = get_benchmark("steering", **CURVE_STEERING, instructions=list(INSTRUCTIONS[:8])).run(curve_ctx)
+            r = get_benchmark("steering", **CURVE_STEERING, instructions=list(INSTRUCTIONS[:CURVE_INSTRUCTIONS])).run(curve_ctx)
             entry["curve"].append({"depth": depth, "layer": curve_alignment.config.subject.layer, "axbench": r.metrics.get("axbench_atlas"),
                                    "axbench_control": r.controls.get("axbench_atlas"), "unsteered": r.chance.get("axbench_atlas"),
                                    "faithfulness_lexicon": r.metrics.get("faithfulness_lexicon"), "strength": r.metrics.get("strength_atlas"),
