@@ -308,6 +308,18 @@ def test_batched_perplexities_equal_one_at_a_time():
     assert batched[:3] == pytest.approx(single[:3], rel=1e-5) and math.isinf(batched[3]) and all(1 < p < 1e4 for p in batched[:3])
 
 
+def test_perplexities_project_only_the_continuation_positions(monkeypatch):
+    """logits_to_keep (vocabulary projection only where a continuation token is predicted) changes nothing."""
+    import atlas_align.harness.benchmarks.judges as judges_module
+
+    model, tok = tiny_llama(), word_tokenizer()
+    gens = generate(model, tok, ["the dog", "a big red car eats", "cat"], max_new_tokens=4)
+    assert judges_module._keeps_logits(model)
+    kept = perplexities(model, tok, gens, batch_size=8)
+    monkeypatch.setattr(judges_module, "_keeps_logits", lambda m: False)
+    assert perplexities(model, tok, gens, batch_size=8) == pytest.approx(kept, rel=1e-5)
+
+
 # ------------------------------------------------------------------------------ axis judges
 
 

@@ -39,6 +39,7 @@ user message and its first digit counts. :func:`cohen_kappa` measures how two co
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -347,6 +348,14 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+def _keeps_logits(model) -> bool:
+    """Whether the causal LM's forward takes ``logits_to_keep`` (transformers ≥ 4.50 models do)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @torch.inference_mode()
 def perplexities(model, tokenizer, generations: Sequence[Any], batch_size: int = 8) -> list[float]:
     """exp(mean NLL) of each continuation (``token_ids``) given its prompt (``prompt_ids``, else the
@@ -367,9 +376,14 @@ def perplexities(model, tokenizer, generations: Sequence[Any], batch_size: int =
         for row, (_, p, n) in enumerate(chunk):
             ids[row, : len(p) + len(n)] = torch.tensor(p + n)
             mask[row, : len(p) + len(n)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        # Project onto the vocabulary only where a continuation token is predicted (positions
+        # first-1 … last-2): the full-sequence logits of a 262k-token vocabulary cost more than the model.
+        first = min(len(p) for _, p, _ in chunk) - 1
+        kwargs = {"logits_to_keep": torch.arange(first, length - 1, device=device)} if _keeps_logits(model) else {}
+        offset = first if kwargs else 0
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
         for row, (i, p, n) in enumerate(chunk):
-            predicted = logits[row, len(p) - 1 : len(p) + len(n) - 1].double()
+            predicted = logits[row, len(p) - 1 - offset : len(p) + len(n) - 1 - offset].double()
             nll = torch.nn.functional.cross_entropy(predicted, torch.tensor(n, device=predicted.device), reduction="mean")
             values[i] = float(torch.exp(nll))
     return values
