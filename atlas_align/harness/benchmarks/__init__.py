@@ -4,7 +4,7 @@ Each is registered in :data:`BENCHMARKS` under ``name@version`` and returns a
 :class:`BenchmarkResult` (metrics beside their controls, per-feature details, provenance).
 """
 
-from atlas_align.harness.benchmarks import pairs, retrieval, steering, translation, unit  # noqa: F401  (registers them)
+from atlas_align.harness.benchmarks import pairs, queries, retrieval, steering, translation, unit  # noqa: F401  (registers them; queries: the template and llm query generators)
 from atlas_align.harness.benchmarks.base import (
     BENCHMARKS,
     Benchmark,

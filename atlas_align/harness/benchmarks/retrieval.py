@@ -3,7 +3,8 @@
 Protocol (paper Table 4, our definitions): every validated atlas feature whose label names a
 ground-truth category (e.g. ``noun.animal``) is a query. Its concept sequences come from a
 pluggable generator (default ``heldout``: held-out corpus texts of that category, so features
-of one category share their query). The subject's pooled activations of the sequences are
+of one category share their query; ``template`` and ``llm``, the paper's synthetic concept sequences,
+are in :mod:`~atlas_align.harness.benchmarks.queries`). The subject's pooled activations of the sequences are
 translated into atlas space and averaged; all atlas features are ranked by that score.
 
 - **MRR**: mean over queries of 1 / rank of the first feature that shares the query's category
@@ -17,10 +18,12 @@ control (T's columns permuted with the seed).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from atlas_align.errors import ConfigError
 from atlas_align.harness.benchmarks.base import (
@@ -35,7 +38,7 @@ from atlas_align.harness.benchmarks.metrics import chance_reciprocal_rank, r_pre
 from atlas_align.harness.benchmarks.translation import shuffled_columns
 from atlas_align.plugins import Registry
 
-# (ctx, category, feature ids, n, seed) -> concept sequences
+# (ctx, category, feature ids, n, seed[, model=]) -> concept sequences; ``model`` only for generators that take one
 QueryGenerator = Callable[[BenchmarkContext, str, Sequence[int], int, int], list[str]]
 QUERY_GENERATORS: Registry[QueryGenerator] = Registry("query generator")
 
@@ -52,6 +55,20 @@ class RetrievalConfig(BaseModel):
     generator: str = "heldout"
     queries_per_concept: int = Field(16, gt=0)
     min_queries: int = Field(1, gt=0, description="skip a concept with fewer sequences")
+    generator_model: str | None = Field(None, description="the model a generator that takes one writes with (llm); None: its default")
+
+    @field_validator("generator")
+    @classmethod
+    def _known_generator(cls, name: str) -> str:
+        QUERY_GENERATORS.get(name)  # an unknown name raises, listing the valid ones
+        return name
+
+    @model_serializer(mode="wrap")
+    def _without_unset_model(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("generator_model") is None:  # keeps the config hash of results from before the field existed
+            data.pop("generator_model", None)
+        return data
 
 
 @register_benchmark
@@ -73,6 +90,11 @@ class RetrievalBenchmark(Benchmark):
     def run(self, ctx: BenchmarkContext) -> BenchmarkResult:
         cfg = self.config
         generate = QUERY_GENERATORS.get(cfg.generator)
+        options: dict[str, Any] = {}
+        if cfg.generator_model is not None:
+            if "model" not in inspect.signature(generate).parameters:
+                raise ConfigError(f"Query generator {cfg.generator!r} takes no generator_model (got {cfg.generator_model!r}).")
+            options["model"] = cfg.generator_model
         concepts = validated_concepts(ctx.labels)
         if not concepts:
             raise NotApplicable(self.not_applicable(ctx))
@@ -82,7 +104,7 @@ class RetrievalBenchmark(Benchmark):
         used_texts: list[str] = []
         names, weights, queries, relevant, n_texts = [], [], [], [], []
         for category, features in concepts.items():
-            texts = generate(ctx, category, features, cfg.queries_per_concept, ctx.seed)
+            texts = generate(ctx, category, features, cfg.queries_per_concept, ctx.seed, **options)
             if len(texts) < cfg.min_queries:
                 continue
             used_texts.extend(texts)
@@ -95,7 +117,8 @@ class RetrievalBenchmark(Benchmark):
             queries.append(translated)
             relevant.append(mask)
         if not names:
-            raise ConfigError(f"No concept had ≥ {cfg.min_queries} query sequences from generator {cfg.generator!r}; use more held-out samples.")
+            hint = "use more held-out samples" if cfg.generator == "heldout" else "its categories may have no usable lemmas, or lower min_queries"
+            raise ConfigError(f"No concept had ≥ {cfg.min_queries} query sequences from generator {cfg.generator!r}; {hint}.")
         scores, rel, w = np.stack(queries), np.stack(relevant), np.asarray(weights, dtype=np.float64)
         require_finite(scores, "The translated query scores", "the subject activations overflowed (try --dtype float32).")
         control_scores = scores[:, perm]

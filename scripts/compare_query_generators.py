@@ -1,0 +1,220 @@
+"""Retrieval as the paper measured it, too: ``retrieval@2`` with held-out texts vs synthetic concept sequences.
+
+For each subject (default: SmolLM2-135M-Instruct at relative depth 0.66), Procrustes is fitted exactly as
+``scripts/measure_steering.py`` fits it (1,000 uniform training texts of the built-in corpus, pooled
+activations from the activation cache), the context is built the same way (300 held-out texts drawn
+with ``VERIFY_SEED``), and ``retrieval@2`` runs once per query generator:
+
+- ``heldout``: held-out corpus texts of the concept's category (the benchmark's default);
+- ``template``: neutral template sentences filled with WordNet member lemmas of the category;
+- ``llm``: one sentence per prompt written by a local instruct LM (default Qwen2.5-Coder-0.5B-Instruct,
+  de-quantised 4-bit GGUF), greedy, cut to the first sentence.
+
+Writes docs/retrieval_queries.json and docs/RETRIEVAL_QUERIES.md.
+
+    ATLAS_ALIGN_ACTIVATION_CACHE=/work/acts-cache python scripts/compare_query_generators.py
+    python scripts/compare_query_generators.py --no-llm --models smollm2:0.66 gemma3-270m:0.66
+    python scripts/compare_query_generators.py --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+EXAMPLE_CONCEPT = "noun.animal"  # examples come from this concept when the atlas validates it
+N_EXAMPLES = 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smollm2:0.66"], help="NAME:LAYER (index or relative depth), e.g. gemma3-270m:0.66")
+    parser.add_argument("--generator-model", default="qwen-coder-0.5b", help="packaged name or folder of the LM that writes the llm sequences")
+    parser.add_argument("--no-llm", action="store_true", help="skip the llm generator")
+    parser.add_argument("--queries-per-concept", type=int, default=16)
+    parser.add_argument("--cache", default=os.environ.get("ATLAS_ALIGN_ACTIVATION_CACHE"), help="activation cache folder (default: $ATLAS_ALIGN_ACTIVATION_CACHE or a temporary one)")
+    parser.add_argument("--out", default=str(REPO / "docs"))
+    parser.add_argument("--render-only", action="store_true", help="rebuild RETRIEVAL_QUERIES.md from retrieval_queries.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.render_only:
+        return render(json.loads((out / "retrieval_queries.json").read_text(encoding="utf-8")), out)
+
+    import tempfile
+
+    os.environ["ATLAS_ALIGN_ACTIVATION_CACHE"] = args.cache or tempfile.mkdtemp(prefix="atlas-align-acts-")
+    from build_demo_leaderboard import MAX_LENGTH, parse_model
+    from measure_steering import HELDOUT_TEXTS, TRAIN_TEXTS, fit_alignment
+
+    from atlas_align.atlas.spaces import load_atlas_space
+    from atlas_align.corpus.sources import CorpusConfig, iter_samples
+    from atlas_align.harness.benchmarks import get_benchmark
+    from atlas_align.harness.benchmarks.base import validated_concepts
+    from atlas_align.harness.benchmarks.queries import LLM_MAX_NEW_TOKENS, LLM_PROMPT, TEMPLATES
+    from atlas_align.harness.benchmarks.retrieval import QUERY_GENERATORS
+    from atlas_align.harness.evaluation import build_context, heldout_samples
+    from atlas_align.leaderboard.verify import VERIFY_SEED
+    from atlas_align.models.assets import KNOWN_MODELS, canonical_model_id
+    from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity
+
+    t_start = time.perf_counter()
+    cache = ActivationCache.from_env()
+    corpus = CorpusConfig()
+    train = [s.text for s in iter_samples(corpus, "train", limit=TRAIN_TEXTS)]
+    heldout = heldout_samples(corpus, HELDOUT_TEXTS, VERIFY_SEED)
+    atlas = load_atlas_space("builtin", batch_size=16, max_length=MAX_LENGTH)
+    atlas_id = atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH)
+    atlas_train = cache.pooled(atlas, atlas_id, train)
+    cached_atlas = CachedSpace(atlas, atlas_id, cache)
+    generators = ["heldout", "template"] + ([] if args.no_llm else ["llm"])
+    known = KNOWN_MODELS.get(args.generator_model)
+    report = {
+        "benchmark": None, "train_texts": len(train), "heldout_texts": len(heldout), "seed": VERIFY_SEED,
+        "queries_per_concept": args.queries_per_concept, "generators": generators,
+        "generator_model": None if args.no_llm else canonical_model_id(args.generator_model),
+        "generator_model_note": None if args.no_llm or known is None else known.description,
+        "llm_prompt": LLM_PROMPT, "llm_max_new_tokens": LLM_MAX_NEW_TOKENS, "templates": {k: list(v) for k, v in TEMPLATES.items()},
+        "models": [],
+    }  # fmt: skip
+    for spec in args.models:
+        name, (layer,) = parse_model(spec)
+        t0 = time.perf_counter()
+        alignment, bundle = fit_alignment(name, layer, cache, atlas, atlas_train, train)
+        ctx = build_context(alignment, subject_bundle=bundle, atlas_space=cached_atlas, heldout=heldout, seed=VERIFY_SEED)
+        concepts = validated_concepts(ctx.labels)
+        example = EXAMPLE_CONCEPT if EXAMPLE_CONCEPT in concepts else next(iter(concepts))
+        entry = {"name": name, "subject": bundle[2], "layer": alignment.config.subject.layer, "n_layers": alignment.config.subject.n_layers,
+                 "depth": layer, "fit_s": round(time.perf_counter() - t0), "example_concept": example, "generators": {}}  # fmt: skip
+        print(f"{name} block {entry['layer']}: fitted in {entry['fit_s']} s", flush=True)
+        for generator in generators:
+            t1 = time.perf_counter()
+            params = {"generator": generator, "queries_per_concept": args.queries_per_concept}
+            if generator == "llm":
+                params["generator_model"] = args.generator_model
+            result = get_benchmark("retrieval", **params).run(ctx)
+            report["benchmark"] = result.benchmark
+            options = {"model": args.generator_model} if generator == "llm" else {}
+            sequences = QUERY_GENERATORS.get(generator)(ctx, example, concepts[example], args.queries_per_concept, ctx.seed, **options)  # llm: from its per-prompt memory
+            m, c, ch = result.metrics, result.controls, result.chance
+            entry["generators"][generator] = {
+                "mrr": m["mrr"], "mpp": m["mpp"], "control_mrr": c["mrr"], "control_mpp": c["mpp"], "chance_mrr": ch["mrr"], "chance_mpp": ch["mpp"],
+                "n_concepts": int(m["n_concepts"]), "n_queries": int(m["n_queries"]), "n_sequences": sum(d["n_sequences"] for d in result.details),
+                "config_hash": result.config_hash, "heldout_fingerprint": result.provenance.heldout_fingerprint,
+                "examples": sequences[:N_EXAMPLES], "wall_s": round(time.perf_counter() - t1),
+                "per_concept": [{k: d[k] for k in ("concept", "n_sequences", "rank", "r_precision", "control_rank", "top_features")} | {"n_features": len(d["features"])} for d in result.details],
+            }  # fmt: skip
+            g = entry["generators"][generator]
+            print(f"  {generator:8s} MRR {g['mrr']:.3f} (shuffled T {g['control_mrr']:.3f}, chance {g['chance_mrr']:.3f})  MPP {g['mpp']:.3f} "
+                  f"(shuffled T {g['control_mpp']:.3f}, chance {g['chance_mpp']:.3f})  {g['n_concepts']} concepts, {g['n_sequences']} sequences, {g['wall_s']} s", flush=True)  # fmt: skip
+        report["models"].append(entry)
+        del ctx, bundle
+    report["wall_s"] = round(time.perf_counter() - t_start)
+    annotate(report, atlas.labels)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval_queries.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return render(report, out)
+
+
+def annotate(report: dict, labels) -> None:
+    """Record the atlas labels of every feature that tops some concept (the renderer names them)."""
+    features = sorted({f for e in report["models"] for g in e["generators"].values() for d in g["per_concept"] for f in d["top_features"]})
+    report["feature_labels"] = {str(f): {"label": labels.get(f).label, "validated": labels.get(f).validated} for f in features if labels.get(f) is not None}
+
+
+def shared_top_features(g: dict, k: int = 3) -> list[tuple[int, int]]:
+    """(feature, number of concepts that have it in their top k), most shared first, for features in ≥ half the concepts' top k."""
+    counts = Counter(f for d in g["per_concept"] for f in d["top_features"][:k])
+    return [(f, n) for f, n in counts.most_common() if 2 * n >= len(g["per_concept"])]
+
+
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def to_markdown(report: dict) -> str:
+    llm = report.get("generator_model")
+    parts = [
+        f"# Retrieval with held-out texts vs synthetic concept sequences ({report['benchmark']})",
+        "",
+        "Generated by `python scripts/compare_query_generators.py`. Procrustes fitted as in `scripts/measure_steering.py`",
+        f"({report['train_texts']} uniform training texts of the built-in corpus); {report['heldout_texts']} held-out texts drawn with seed {report['seed']}.",
+        "Every validated atlas feature whose label names a WordNet category is a query; a category's concept sequences",
+        f"(up to {report['queries_per_concept']}) are pooled by the subject, translated into atlas space and averaged, and all atlas",
+        "features are ranked by that score. MRR: 1 / rank of the first feature of the query's category; MPP: R-precision.",
+        "Both are averaged over queries (one per validated feature). Shuffled T: T's columns permuted with the seed; chance: a random ranking.",
+        "",
+        "Generators:",
+        "",
+        "- `heldout`: held-out corpus texts (WordNet glosses and examples) of the category — the benchmark's default.",
+        "- `template`: one of a few neutral templates for the category's part of speech (e.g. “I saw a {w} yesterday.”,",
+        "  “They {w} every morning.”) filled with a WordNet member lemma of the category, seeded.",
+    ]
+    if llm:
+        parts += [
+            f"- `llm`: one sentence per prompt written by **{llm}** (the packaged model: a 4-bit GGUF, de-quantised to float32); greedy,",
+            f"  ≤ {report['llm_max_new_tokens']} new tokens, cut to the first sentence. Prompt (chat template): “{report['llm_prompt']}”,",
+            "  with the category's readable name (e.g. “animals”) and one member lemma per prompt.",
+        ]
+    parts += ["", "| subject (block) | generator | MRR | MPP | shuffled-T MRR | shuffled-T MPP | chance MRR | chance MPP | #concepts | #sequences |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for entry in report["models"]:
+        for i, (generator, g) in enumerate(entry["generators"].items()):
+            who = f"{entry['subject'].split('/')[-1]} ({entry['layer']})" if i == 0 else ""
+            parts.append(f"| {who} | {generator} | {_f(g['mrr'])} | {_f(g['mpp'])} | {_f(g['control_mrr'])} | {_f(g['control_mpp'])} | {_f(g['chance_mrr'])} | {_f(g['chance_mpp'])} | {g['n_concepts']} | {g['n_sequences']} |")
+    parts += ["", "## Rank of the first feature of each category", ""]
+    for entry in report["models"]:
+        gens = list(entry["generators"])
+        concepts = [d["concept"] for d in entry["generators"][gens[0]]["per_concept"]]
+        parts += [f"{entry['subject'].split('/')[-1]} (block {entry['layer']}); lower is better, 1 = first of all atlas features:", "",
+                  "| concept (features) | " + " | ".join(gens) + " |", "|---|" + "---|" * len(gens)]  # fmt: skip
+        for concept in concepts:
+            cells, n_features = [], None
+            for generator in gens:
+                row = next((d for d in entry["generators"][generator]["per_concept"] if d["concept"] == concept), None)
+                cells.append("skipped" if row is None else str(row["rank"]))
+                n_features = n_features or (row and row["n_features"])
+            parts.append(f"| {concept} ({n_features}) | " + " | ".join(cells) + " |")
+        parts.append("")
+    labels = report.get("feature_labels", {})
+    shared = [(entry, generator, shared_top_features(g)) for entry in report["models"] for generator, g in entry["generators"].items()]
+    if any(features for _, _, features in shared):
+        parts += ["## Features that top most concepts at once", "",
+                  "A feature in the top 3 of at least half the concepts scores high whatever the concept: the sequences move the",
+                  "translated score the same way for every category, so retrieval cannot tell the categories apart.", ""]  # fmt: skip
+        for entry, generator, features in shared:
+            if features:
+                named = "; ".join(f"{f} ({n}/{len(entry['generators'][generator]['per_concept'])}, “{labels.get(str(f), {}).get('label', '?')}”"
+                                  + (")" if labels.get(str(f), {}).get("validated") else ", not validated)") for f, n in features)  # fmt: skip
+                parts.append(f"- {entry['subject'].split('/')[-1]} · `{generator}`: {named}")
+        parts.append("")
+    parts += ["Notes:", "",
+              "- The shuffled-T control is one seeded permutation of T's columns, so one draw can land above chance (or above the fitted T).",
+              "- `heldout` uses the category's texts among the held-out sample, which often holds fewer than the sequences asked for;",
+              "  they are WordNet glosses and examples, the same kind of text the atlas features were labelled and validated on.", ""]  # fmt: skip
+    parts += ["## Example sequences", ""]
+    for entry in report["models"][:1]:
+        for generator, g in entry["generators"].items():
+            for text in g["examples"]:
+                parts.append(f"- `{generator}` · {entry['example_concept']}: “{text.replace(chr(10), ' ').replace('|', '/')}”")
+    parts += ["", f"Wall time: {report['wall_s']} s on 2 shared CPU cores.", ""]
+    return "\n".join(parts)
+
+
+def render(report: dict, out: Path) -> int:
+    text = to_markdown(report)
+    (out / "RETRIEVAL_QUERIES.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
