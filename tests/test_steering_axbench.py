@@ -48,7 +48,7 @@ from atlas_align.harness.benchmarks.steering import (
 )
 from atlas_align.harness.benchmarks.synthetic import planted_problem
 from atlas_align.refs import AtlasRef, SubjectRef
-from tests.tiny_models import WORDS, tiny_llama, word_tokenizer
+from tests.tiny_models import WORDS, tiny_gpt2, tiny_llama, word_tokenizer
 
 LEXICON = {"noun.animal": ["dog", "cat", "horse", "bird", "fish"], "noun.food": ["apple", "bread", "cheese"]}
 ANIMAL = SteeringConcept(category="noun.animal", features=(0,), description="animals (noun.animal)")
@@ -318,6 +318,28 @@ def test_perplexities_project_only_the_continuation_positions(monkeypatch):
     kept = perplexities(model, tok, gens, batch_size=8)
     monkeypatch.setattr(judges_module, "_keeps_logits", lambda m: False)
     assert perplexities(model, tok, gens, batch_size=8) == pytest.approx(kept, rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3"])
+def test_perplexities_on_cached_prompts_equal_the_batched_ones(arch):
+    """The prompt key/value cache (reused across calls, never mutated by them) gives the same perplexities."""
+    if arch == "gemma3":
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                                                   num_key_value_heads=1, head_dim=16, sliding_window=4, max_position_embeddings=64)).eval()  # fmt: skip
+    else:
+        model = tiny_llama() if arch == "llama" else tiny_gpt2()
+    tok = word_tokenizer()
+    gens = generate(model, tok, ["the dog", "a big red car eats", "cat", "the dog"], max_new_tokens=6)
+    gens.append(Generation(prompt="the", text="", token_ids=[], prompt_ids=[1, 6]))
+    batched = perplexities(model, tok, gens, batch_size=8)
+    prefixes: dict = {}
+    cached = perplexities(model, tok, gens, batch_size=8, prefixes=prefixes)
+    again = perplexities(model, tok, gens, batch_size=8, prefixes=prefixes)
+    assert len(prefixes) == 3 and cached == again
+    assert cached[:4] == pytest.approx(batched[:4], rel=1e-4) and math.isinf(cached[4])
 
 
 # ------------------------------------------------------------------------------ axis judges
