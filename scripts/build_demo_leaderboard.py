@@ -35,14 +35,15 @@ DEFAULT_MODELS = [
 ]
 METHODS = "procrustes,covariance,correlation,linear_regression,random_rotation"
 BATCH, MAX_LENGTH = 16, 128  # as `atlas-align eval` (and so the verifier) pools
-# The board's steering@3 (every causal-LM row): small enough for 60 rows on 2 cores. 8 of the built-in
-# instructions (4 tuning, 4 held-out), 2 concepts, 12 new tokens, the atlas arm only (the random-rotation
-# row is the control), the lexicon concept judge (AxBench score) plus the atlas judge (FADE). The strength
-# grid is found ONCE per (model, layer) — the fluency edge of the Procrustes row, × (0.5, 1) — and then
-# shared by every method's row at that layer, so the rows compare at the same strengths.
+# The board's steering@3 (every causal-LM row), small enough for 60 rows on 2 cores: 16 of the built-in
+# instructions (8 tuning, 8 held-out), 2 concepts, 12 new tokens, the atlas arm only (the random-rotation
+# row is the control), the lexicon concept judge (AxBench score) plus the atlas judge (FADE). ONE strength
+# per (model, layer): half its fluency edge, found by the Procrustes row on the tuning instructions and then
+# shared by every method's row at that layer, so the rows compare at the same strength. One strength leaves
+# nothing to choose, so only the held-out instructions are steered.
 from atlas_align.harness.benchmarks.instructions import INSTRUCTIONS  # noqa: E402  (after the sys.path line)
 
-BOARD_STEERING = {"instructions": list(INSTRUCTIONS[:8]), "methods": ["atlas"], "n_concepts": 2, "max_new_tokens": 12, "judges": ["lexicon", "atlas"], "edge_steps": 8, "grid_fractions": [0.5, 1.0]}
+BOARD_STEERING = {"instructions": list(INSTRUCTIONS[:16]), "methods": ["atlas"], "n_concepts": 2, "max_new_tokens": 12, "judges": ["lexicon", "atlas"], "grid_fractions": [0.5]}
 
 
 def parse_model(spec: str) -> tuple[str, list[int | float]]:
@@ -67,49 +68,57 @@ def swept(cache, sweep, model_id, hooks, pooling, texts):
 
 
 class BoardVerifier:
-    """verify_folder for every row, with steering@3 on causal-LM rows at a grid shared per (model, layer).
+    """verify_folder for every row, with steering@3 on causal-LM rows at one strength shared per (model, layer).
 
-    Encoder rows ask for steering too, so their results record why it does not apply ("n/a" on the board).
+    The first row of a (model, layer) to be verified triggers its Procrustes row's verification, whose
+    steering searches the fluency edge; that result is kept for the Procrustes row and its strength
+    (edge × 0.5) is given to every other row. Encoder rows ask for steering too, so their results
+    record why it does not apply ("n/a" on the board).
     """
+
+    BENCHMARKS = ("translation", "pairs", "retrieval", "steering")
 
     def __init__(self, root: Path, samples: int, steering: bool = True) -> None:
         self.root, self.samples, self.steering = root, samples, steering
         self.grids: dict[tuple[str, str], list[float]] = {}
+        self.procrustes_results: dict[tuple[str, str], dict] = {}
 
-    def __call__(self, folder: Path) -> dict:
+    @staticmethod
+    def identity(folder: Path) -> tuple[tuple[str, str], str]:
         import json
 
+        config = json.loads((Path(folder) / "config.json").read_text())
+        return (config["subject"]["model_id"], config["subject"]["hookpoint"]), config["method"]
+
+    def __call__(self, folder: Path) -> dict:
         from atlas_align.leaderboard.verify import verify_folder
 
         if not self.steering:
             return verify_folder(folder, samples=self.samples)
-        config = json.loads((Path(folder) / "config.json").read_text())
-        key = (config["subject"]["model_id"], config["subject"]["hookpoint"])
-        benchmarks = ("translation", "pairs", "retrieval", "steering")
+        key, method = self.identity(folder)
         if key not in self.grids:
-            self.grids[key] = self.edge_grid(folder, key)
+            self.search_edge(folder if method == "procrustes" else self.procrustes_folder(key), key)
+        if method == "procrustes" and key in self.procrustes_results:
+            return self.procrustes_results.pop(key)
         params = {"steering": BOARD_STEERING | ({"strengths": self.grids[key]} if self.grids[key] else {})}
-        return verify_folder(folder, benchmarks=benchmarks, samples=self.samples, params=params)
+        return verify_folder(folder, benchmarks=self.BENCHMARKS, samples=self.samples, params=params)
 
-    def edge_grid(self, folder: Path, key: tuple[str, str]) -> list[float]:
-        """The fluency-edge grid of this (model, layer)'s Procrustes row ([] for an encoder: steering is skipped)."""
-        import json
+    def procrustes_folder(self, key: tuple[str, str]) -> Path:
+        return next(f for f in sorted(self.root.iterdir()) if (f / "config.json").is_file() and self.identity(f) == (key, "procrustes"))
 
-        from atlas_align.harness.benchmarks.base import NotApplicable
+    def search_edge(self, procrustes: Path, key: tuple[str, str]) -> None:
+        """Verify the (model, layer)'s Procrustes row with the fluency-edge search; keep its results and grid."""
         from atlas_align.leaderboard.verify import verify_folder
 
-        procrustes = next((f for f in self.root.iterdir() if f.is_dir() and f.name.endswith("-procrustes") and (f / "config.json").is_file()
-                           and (lambda c: (c["subject"]["model_id"], c["subject"]["hookpoint"]))(json.loads((f / "config.json").read_text())) == key), Path(folder))  # fmt: skip
-        try:
-            results = verify_folder(procrustes, benchmarks=("steering",), samples=self.samples, params={"steering": BOARD_STEERING})
-        except NotApplicable:  # an encoder
-            return []
+        results = verify_folder(procrustes, benchmarks=self.BENCHMARKS, samples=self.samples, params={"steering": BOARD_STEERING})
+        self.procrustes_results[key] = results
         steering = next((v for k, v in results.get("results", {}).items() if k.startswith("steering@")), None)
-        if steering is None:
-            return []
+        if steering is None or "fluency_edge" not in steering.get("metrics", {}):  # an encoder: steering does not apply
+            self.grids[key] = []
+            return
         edge = steering["metrics"]["fluency_edge"]
-        print(f"steering grid for {key[0]} {key[1]}: fluency edge {edge:g} × {BOARD_STEERING['grid_fractions']}", flush=True)
-        return sorted(edge * f for f in BOARD_STEERING["grid_fractions"])
+        self.grids[key] = sorted(edge * f for f in BOARD_STEERING["grid_fractions"])
+        print(f"steering for {key[0]} {key[1]}: fluency edge {edge:g}, strength {self.grids[key]}", flush=True)
 
 
 def main() -> int:

@@ -211,6 +211,27 @@ def test_lambda_is_chosen_on_tuning_and_reported_on_heldout(monkeypatch):
     assert {k: v for k, v in again.metrics.items() if k.startswith(("strength_", "lambda_"))} == {k: v for k, v in result.metrics.items() if k.startswith(("strength_", "lambda_"))}
 
 
+def test_a_one_strength_grid_steers_only_the_heldout_split(monkeypatch):
+    """Nothing to choose with one strength: the tuning split is generated unsteered only (calibration), never steered."""
+    monkeypatch.setattr(steering_module, "steer", _fake_steer)
+    monkeypatch.setattr(steering_module, "generate", _fake_generate)
+    seen: list[str] = []
+
+    class Recording(PlantedJudge):
+        def rate(self, texts, concept):
+            seen.extend(texts)
+            return super().rate(texts, concept)
+
+    settings = dict(
+        instructions=["tune one", "tune two"], heldout_instructions=["held one", "held two"], strengths=[2.0], strength_unit="absolute",
+        methods=["atlas", "control"], judges=["planted"], instruction_judge="none", fluency_judge="none", concepts=["noun.animal"],
+    )  # fmt: skip
+    result = get_benchmark("steering", judge_instances={"planted": Recording()}, **settings).run(tiny_ctx())
+    assert not [t for t in seen if t.startswith("tune") and not t.endswith("|0")]  # no steered tuning generation
+    assert result.metrics["strength_atlas"] == 2.0 and result.metrics["axbench_atlas"] == 2.0 and result.controls["strength_atlas"] == 2.0
+    assert {(r["method"], r["split"]) for r in result.table} == {("unsteered", "tuning"), ("unsteered", "heldout"), ("atlas", "heldout"), ("control", "heldout")}
+
+
 def test_default_grid_is_the_fluency_edge_times_the_fractions(monkeypatch):
     """No explicit strengths: the edge is searched with the atlas direction of the first concept on tuning prompts only."""
     monkeypatch.setattr(steering_module, "steer", _fake_steer)

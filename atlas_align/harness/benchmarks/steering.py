@@ -41,7 +41,9 @@ in increasing order until the fluent share first falls below ``edge_min_fluent``
 is the last strength before that (the first one when even it fails, the last one when none does),
 and the grid is edge × ``grid_fractions`` (0.25, 0.5, 1). For each vector method, the strength
 with the highest mean AxBench score on the **tuning** split is chosen (ties: the smaller one); the
-held-out split never enters the choice — not the unit, the judges' calibration nor the edge.
+held-out split never enters the choice — not the unit, the judges' calibration nor the edge. A
+one-strength grid has nothing to choose, so its tuning split is generated unsteered only (for the
+judges' calibration).
 
 **Metrics** (held-out split, each method at its chosen strength):
 
@@ -519,10 +521,12 @@ class SteeringBenchmark(Benchmark):
         else:
             grid = []
 
+        # A one-strength grid leaves nothing to choose: its tuning split is not steered (a third of the cost).
+        steered_splits = SPLITS if len(grid) > 1 else tuple(s for s in SPLITS if s != "tuning")
         for method in vector_methods:
             for concept in concepts:
                 for strength in grid:
-                    for split in SPLITS:
+                    for split in steered_splits:
                         gens, axis = steered_set(method, concept, strength, split)
                         sets[(method, concept.category, strength, split)] = rated(method, concept, strength, split, gens, axis)
         if "prompt" in cfg.methods:
@@ -555,7 +559,7 @@ class SteeringBenchmark(Benchmark):
         chosen: dict[str, float] = {"unsteered": 0.0, "prompt": 0.0}
         for method in vector_methods:
             if grid:  # the choice reads the tuning split only
-                chosen[method] = choose_strength({s: summary(method, s, "tuning")["axbench"] for s in grid})
+                chosen[method] = grid[0] if len(grid) == 1 else choose_strength({s: summary(method, s, "tuning")["axbench"] for s in grid})
 
         metrics: dict[str, float] = {}
         controls: dict[str, float] = {}
@@ -611,6 +615,8 @@ class SteeringBenchmark(Benchmark):
         for method, strengths in arms.items():
             for split in SPLITS:
                 for strength in strengths:
+                    if any((method, c.category, strength, split) not in sets for c in concepts):
+                        continue  # a one-strength grid's unsteered tuning split
                     group = pooled(method, strength, split)
                     s = summary(method, strength, split)
                     row: dict[str, Any] = {
