@@ -14,6 +14,12 @@ translated into atlas space and averaged; all atlas features are ranked by that 
 
 References: chance (exact expected 1/rank and P/d_c for a random ranking) and a shuffled-T
 control (T's columns permuted with the seed).
+
+``center=True`` (opt-in) ranks each concept against the others: the mean of all concepts' translated
+query vectors is subtracted from each before ranking, so a feature every concept's sequences raise alike
+(e.g. one that fires on the conversational style of synthetic sentences) no longer tops every concept.
+The shuffled-T control is centered the same way (its permuted scores, centered over concepts); chance is
+unchanged. It needs at least two concepts with sequences.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class RetrievalConfig(BaseModel):
     queries_per_concept: int = Field(16, gt=0)
     min_queries: int = Field(1, gt=0, description="skip a concept with fewer sequences")
     generator_model: str | None = Field(None, description="the model a generator that takes one writes with (llm); None: its default")
+    center: bool = Field(False, description="subtract the mean over concepts of the translated query vectors before ranking")
 
     @field_validator("generator")
     @classmethod
@@ -64,10 +71,13 @@ class RetrievalConfig(BaseModel):
         return name
 
     @model_serializer(mode="wrap")
-    def _without_unset_model(self, handler) -> dict[str, Any]:
+    def _without_unset_options(self, handler) -> dict[str, Any]:
         data = handler(self)
-        if data.get("generator_model") is None:  # keeps the config hash of results from before the field existed
+        # Dropped at their defaults: keeps the config hash of results from before the fields existed.
+        if data.get("generator_model") is None:
             data.pop("generator_model", None)
+        if data.get("center") is False:
+            data.pop("center", None)
         return data
 
 
@@ -122,6 +132,14 @@ class RetrievalBenchmark(Benchmark):
         scores, rel, w = np.stack(queries), np.stack(relevant), np.asarray(weights, dtype=np.float64)
         require_finite(scores, "The translated query scores", "the subject activations overflowed (try --dtype float32).")
         control_scores = scores[:, perm]
+        if cfg.center:
+            if len(names) < 2:
+                raise ConfigError(
+                    f"center=True needs at least two concepts with query sequences, got {len(names)} ({', '.join(names)}): "
+                    "it subtracts the mean over concepts, which for a single concept is its own query, leaving all scores 0."
+                )
+            scores = scores - scores.mean(0, keepdims=True)  # each concept against the mean of all concepts
+            control_scores = control_scores - control_scores.mean(0, keepdims=True)
         ranks, control_ranks = rank_of_first_relevant(scores, rel), rank_of_first_relevant(control_scores, rel)
         precision, control_precision = r_precision(scores, rel), r_precision(control_scores, rel)
         chance_rr = np.array([chance_reciprocal_rank(d_c, int(m)) for m in w])
