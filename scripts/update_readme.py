@@ -134,6 +134,19 @@ def findings_section(repo: Path = REPO) -> str:
             margins.append(f"{_short(model)} AUROC {best['metrics']['auroc']:.3f} vs {c['auroc']:.3f}, MRR {best['metrics']['mrr']:.3f} vs {c['mrr']:.3f}")
     if margins:
         lines.append("- **Above the random-rotation control** at each model's best layer: " + "; ".join(margins) + ".")
+    steered = [r for r in fitted if r["metrics"].get("steering") is not None]
+    best_steering = {}
+    for r in steered:
+        key = r["subject_model"]
+        if key not in best_steering or r["metrics"]["steering"] > best_steering[key]["metrics"]["steering"]:
+            best_steering[key] = r
+    if best_steering:
+        parts = []
+        for model, best in sorted(best_steering.items(), key=lambda kv: -kv[1]["metrics"]["steering"]):
+            control = [r for r in rows if r["subject_model"] == model and r["layer"] == best["layer"] and r["method"] == CONTROL_METHOD and r["metrics"].get("steering") is not None]
+            versus = f" (random rotation {control[0]['metrics']['steering']:.3f})" if control else ""
+            parts.append(f"{_short(model)} {best['method']} at layer {best['layer']}: {best['metrics']['steering']:.3f}{versus}")
+        lines.append("- **Best steering row per causal LM** (AxBench score 0–2, held-out instructions, half the layer's fluency edge): " + "; ".join(parts) + ".")
     lines.append("- GGUF models (SmolLM2, Gemma-3, Qwen2.5) are de-quantised 4-bit weights: numbers for the bf16 originals will differ.")
     return "\n".join(lines)
 

@@ -530,3 +530,19 @@ def test_end_to_end_on_a_tiny_model_returns_the_documented_metrics():
     kappa = cohen_kappa([d["ratings"]["lexicon"] for d in result.details], [d["ratings"]["atlas"] for d in result.details])
     assert result.metrics.get("kappa_lexicon_atlas", math.nan) == pytest.approx(kappa, nan_ok=True)
     assert {(r["method"], r["split"]) for r in result.table} == {(m, s) for m in ("unsteered", "atlas", "diffmean", "prompt", "control") for s in ("tuning", "heldout")}
+
+
+def test_unsteered_generations_are_shared_per_weights_prompts_and_settings():
+    """Memoised unsteered runs: equal to a fresh generate, copies (a judge may annotate them), keyed on the weights."""
+    tok = word_tokenizer()
+    model = tiny_llama()
+    first = steering_module.generate_unsteered(model, tok, ["the dog", "a cat"], max_new_tokens=3)
+    assert [g.text for g in first] == [g.text for g in generate(model, tok, ["the dog", "a cat"], max_new_tokens=3)]
+    first[0].perplexity = 1.0
+    again = steering_module.generate_unsteered(tiny_llama(), tok, ["the dog", "a cat"], max_new_tokens=3)
+    assert math.isnan(again[0].perplexity) and [g.text for g in again] == [g.text for g in first]
+    other = tiny_llama(seed=1)
+    assert steering_module.weights_fingerprint(other) != steering_module.weights_fingerprint(model)
+    assert [g.text for g in steering_module.generate_unsteered(other, tok, ["the dog", "a cat"], max_new_tokens=3)] == [
+        g.text for g in generate(other, tok, ["the dog", "a cat"], max_new_tokens=3)
+    ]

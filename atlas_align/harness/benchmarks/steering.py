@@ -322,6 +322,30 @@ def generate(
     return results
 
 
+# Unsteered generations depend on the model's weights, the prompts and the decoding settings only — not on
+# the alignment or the layer — so every row of one subject (a board: k layers × m methods) shares them.
+_UNSTEERED: dict[tuple, list[Generation]] = {}
+_UNSTEERED_ENTRIES = 16
+
+
+def weights_fingerprint(model) -> tuple:
+    """A cheap identity of a model's weights: its class, parameter count and a few values of its first and last tensors."""
+    params = list(model.parameters())
+    sample = [tuple(float(x) for x in t.detach().reshape(-1)[:16].tolist()) for t in (params[0], params[-1])] if params else []
+    return (type(model).__name__, sum(t.numel() for t in params), *sample)
+
+
+def generate_unsteered(model, tokenizer, prompts: Sequence[str], **kwargs) -> list[Generation]:
+    """:func:`generate` with no steering, memoised per (weights, prompts, settings); returns fresh copies."""
+    settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    key = (generate, weights_fingerprint(model), tuple(prompts), settings)  # the function too: tests replace it
+    if key not in _UNSTEERED:
+        if len(_UNSTEERED) >= _UNSTEERED_ENTRIES:
+            _UNSTEERED.pop(next(iter(_UNSTEERED)))
+        _UNSTEERED[key] = generate(model, tokenizer, prompts, **kwargs)
+    return [g.model_copy(deep=True) for g in _UNSTEERED[key]]
+
+
 def _without_bos(tokenizer, prompts: Sequence[str]) -> list[str]:
     """Prompts whose chat template wrote the BOS token, without it: ``median_token_norm`` tokenises with
     special tokens, so it sees the same tokens as :func:`generate`."""
@@ -476,6 +500,8 @@ class SteeringBenchmark(Benchmark):
         def run_generate(split: str, direction: torch.Tensor | None = None, strength: float = 0.0, texts: list[str] | None = None) -> list[Generation]:
             batch = texts if texts is not None else prompts[split]
             if direction is None:
+                if texts is None:  # the plain prompts: shared with every other run on this model
+                    return generate_unsteered(model, tokenizer, batch, instructions=instructions[split], **gen_kwargs)
                 return generate(model, tokenizer, batch, instructions=instructions[split], **gen_kwargs)
             with steer(model, hookpoint, direction, strength, absolute=absolute, unit=None if absolute else unit):
                 return generate(model, tokenizer, batch, instructions=instructions[split], **gen_kwargs)
