@@ -185,7 +185,18 @@ def quality_section(repo: Path = REPO) -> str:
     return body or "_docs/QUALITY.md has no conclusion._"
 
 
-SECTIONS = {"demo": demo_section, "pooling": pooling_section, "token_level": token_level_section, "findings": findings_section, "board": board_section, "steering": steering_section, "quality": quality_section}
+def retrieval_queries_section(repo: Path = REPO) -> str:
+    """Held-out texts vs synthetic concept sequences (template, LLM), plain and centered: docs/RETRIEVAL_QUERIES.md's table and conclusion."""
+    path = repo / "docs" / "RETRIEVAL_QUERIES.md"
+    if not path.is_file():
+        return "_Not measured yet: run `python scripts/compare_query_generators.py`._"
+    text = path.read_text(encoding="utf-8")
+    tables = _tables(text)
+    conclusion = next((line for line in text.splitlines() if line.startswith("**Conclusion**")), "")
+    return "\n\n".join(filter(None, ["\n".join(tables[0]) if tables else "", conclusion]))
+
+
+SECTIONS = {"retrieval_queries": retrieval_queries_section, "demo": demo_section, "pooling": pooling_section, "token_level": token_level_section, "findings": findings_section, "board": board_section, "steering": steering_section, "quality": quality_section}
 
 
 def render(readme: str, repo: Path = REPO) -> str:
