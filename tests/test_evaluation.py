@@ -82,3 +82,13 @@ def test_steering_table_prints_methods_side_by_side_with_the_chosen_strength():
     chosen = [line for line in text.splitlines() if line.strip().startswith("atlas") and "*" in line]
     assert len(chosen) == 2  # the chosen strength on both splits
     assert "axbench_atlas" in text and "instruction_atlas" in text and "fluency_atlas" in text
+
+
+@pytest.mark.parametrize("spelling", ["pairs", "pairs@1"])
+def test_evaluate_applies_settings_named_bare_or_versioned(raw_atlas_artifact, spelling):
+    """evaluate() versions the benchmark names before running them; settings given under the bare name still apply."""
+    from atlas_align.harness.evaluation import evaluate
+
+    evaluate(raw_atlas_artifact, ["pairs"], samples=60, plot=False, params={spelling: {"max_texts": 7}})
+    written = json.loads((raw_atlas_artifact / EVAL_RESULTS_FILENAME).read_text())
+    assert written["results"]["pairs@1"]["config"]["max_texts"] == 7 and written["results"]["pairs@1"]["metrics"]["n_texts"] <= 7

@@ -143,7 +143,8 @@ def run_benchmarks(ctx: BenchmarkContext, benchmarks: Sequence[str] = DEFAULT_BE
     say = log or (lambda _message: None)
     for i, name in enumerate(benchmarks, 1):
         key = benchmark_key(name)
-        bench = get_benchmark(key, **params.get(name, params.get(key, {})))
+        bare = key.partition("@")[0]  # settings may name the benchmark bare ("steering") or versioned ("steering@3")
+        bench = get_benchmark(key, **next((params[k] for k in (name, key, bare) if k in params), {}))
         reason = skip_reason(bench, ctx)
         if reason is None:
             say(f"[{i}/{len(benchmarks)}] {key}: running on {len(ctx.heldout)} held-out texts ...")
