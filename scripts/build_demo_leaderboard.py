@@ -78,10 +78,35 @@ class BoardVerifier:
 
     BENCHMARKS = ("translation", "pairs", "retrieval", "steering")
 
-    def __init__(self, root: Path, samples: int, steering: bool = True) -> None:
-        self.root, self.samples, self.steering = root, samples, steering
+    def __init__(self, root: Path, samples: int, steering: bool = True, store: Path | None = None) -> None:
+        self.root, self.samples, self.steering, self.store = root, samples, steering, store
         self.grids: dict[tuple[str, str], list[float]] = {}
         self.procrustes_results: dict[tuple[str, str], dict] = {}
+
+    def stored(self, folder: Path, params: dict, compute) -> dict:
+        """Results kept in ``store`` by content — the weights' sha256, the subject, hookpoint, atlas and the
+        verification settings — so an interrupted rebuild resumes where it stopped (fits are deterministic)."""
+        import hashlib
+        import json
+
+        if self.store is None:
+            return compute()
+        config = json.loads((Path(folder) / "config.json").read_text())
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(next(Path(folder).glob("*.safetensors"))))  # the values: the file's metadata carries a timestamp
+        weights = hashlib.sha256(b"".join(k.encode() + tensors[k].tobytes() for k in sorted(tensors))).hexdigest()
+        identity = {"weights": weights, "method": config["method"], "subject": config["subject"], "atlas": config["atlas"],
+                    "samples": self.samples, "params": params, "steering": self.steering}  # fmt: skip
+        path = self.store / f"{hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        results = compute()
+        self.store.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results))
+        tmp.replace(path)
+        return results
 
     @staticmethod
     def identity(folder: Path) -> tuple[tuple[str, str], str]:
@@ -94,14 +119,14 @@ class BoardVerifier:
         from atlas_align.leaderboard.verify import verify_folder
 
         if not self.steering:
-            return verify_folder(folder, samples=self.samples)
+            return self.stored(folder, {}, lambda: verify_folder(folder, samples=self.samples))
         key, method = self.identity(folder)
         if key not in self.grids:
             self.search_edge(folder if method == "procrustes" else self.procrustes_folder(key), key)
         if method == "procrustes" and key in self.procrustes_results:
             return self.procrustes_results.pop(key)
         params = {"steering": BOARD_STEERING | ({"strengths": self.grids[key]} if self.grids[key] else {})}
-        return verify_folder(folder, benchmarks=self.BENCHMARKS, samples=self.samples, params=params)
+        return self.stored(folder, params, lambda: verify_folder(folder, benchmarks=self.BENCHMARKS, samples=self.samples, params=params))
 
     def procrustes_folder(self, key: tuple[str, str]) -> Path:
         return next(f for f in sorted(self.root.iterdir()) if (f / "config.json").is_file() and self.identity(f) == (key, "procrustes"))
@@ -110,7 +135,8 @@ class BoardVerifier:
         """Verify the (model, layer)'s Procrustes row with the fluency-edge search; keep its results and grid."""
         from atlas_align.leaderboard.verify import verify_folder
 
-        results = verify_folder(procrustes, benchmarks=self.BENCHMARKS, samples=self.samples, params={"steering": BOARD_STEERING})
+        params = {"steering": BOARD_STEERING}
+        results = self.stored(procrustes, params, lambda: verify_folder(procrustes, benchmarks=self.BENCHMARKS, samples=self.samples, params=params))
         self.procrustes_results[key] = results
         steering = next((v for k, v in results.get("results", {}).items() if k.startswith("steering@")), None)
         if steering is None or "fluency_edge" not in steering.get("metrics", {}):  # an encoder: steering does not apply
@@ -130,6 +156,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "leaderboard"))
     parser.add_argument("--cache", default=None, help="activation cache folder (default: a temporary one)")
     parser.add_argument("--no-steering", action="store_true", help="leave the steering columns empty (they cost most of the rebuild)")
+    parser.add_argument("--store", default=None, help="folder keeping each row's recomputed results by content, so an interrupted rebuild resumes (default: none)")
     args = parser.parse_args()
 
     from tests.registry_server_fixture import start_registry_server, stop_registry_server
@@ -188,7 +215,7 @@ def main() -> int:
                     push_folder(api, folder, f"{server.user}/{name}-l{hook.layer}-{method.replace('_', '-')}", tag="v1")
             del model, sweep
         print(f"fitted and pushed in {time.perf_counter() - started:.0f}s; verifying every row", flush=True)
-        verifier = BoardVerifier(root, args.verify_samples, steering=not args.no_steering)
+        verifier = BoardVerifier(root, args.verify_samples, steering=not args.no_steering, store=Path(args.store) if args.store else None)
         board = collect(api, verify=True, cache_dir=root / "verified", verifier=verifier)
         board = board.model_copy(update={"registry": "atlas-align registry server (scripts/build_demo_leaderboard.py)"})
         paths = render(board, args.out)
