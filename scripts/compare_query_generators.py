@@ -116,29 +116,19 @@ def main() -> int:
     import tempfile
 
     os.environ["ATLAS_ALIGN_ACTIVATION_CACHE"] = args.cache or tempfile.mkdtemp(prefix="atlas-align-acts-")
-    from build_demo_leaderboard import MAX_LENGTH, parse_model
-    from measure_steering import HELDOUT_TEXTS, TRAIN_TEXTS, fit_alignment
+    from build_demo_leaderboard import parse_model
+    from measure_steering import fit_alignment, shared_inputs
 
-    from atlas_align.atlas.spaces import load_atlas_space
-    from atlas_align.corpus.sources import CorpusConfig, iter_samples
     from atlas_align.harness.benchmarks import get_benchmark
     from atlas_align.harness.benchmarks.base import validated_concepts
     from atlas_align.harness.benchmarks.queries import DEFAULT_GENERATOR_MODEL, LLM_MAX_NEW_TOKENS, LLM_PROMPT, TEMPLATES
     from atlas_align.harness.benchmarks.retrieval import QUERY_GENERATORS
-    from atlas_align.harness.evaluation import build_context, heldout_samples
+    from atlas_align.harness.evaluation import build_context
     from atlas_align.leaderboard.verify import VERIFY_SEED
     from atlas_align.models.assets import KNOWN_MODELS, canonical_model_id
-    from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity
 
     t_start = time.perf_counter()
-    cache = ActivationCache.from_env()
-    corpus = CorpusConfig()
-    train = [s.text for s in iter_samples(corpus, "train", limit=TRAIN_TEXTS)]
-    heldout = heldout_samples(corpus, HELDOUT_TEXTS, VERIFY_SEED)
-    atlas = load_atlas_space("builtin", batch_size=16, max_length=MAX_LENGTH)
-    atlas_id = atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH)
-    atlas_train = cache.pooled(atlas, atlas_id, train)
-    cached_atlas = CachedSpace(atlas, atlas_id, cache)
+    cache, train, heldout, atlas, atlas_train, cached_atlas = shared_inputs()
     generators = ["heldout", "template"] + ([] if args.no_llm else ["llm"])
     out.mkdir(parents=True, exist_ok=True)
     store = SequenceStore(out / SEQUENCES_FILE, regenerate=args.regenerate)

@@ -38,6 +38,26 @@ CURVE_STEERING = {"methods": ["atlas", "control"], "n_concepts": 2, "judges": ["
 CURVE_INSTRUCTIONS = 16  # the first 16 built-in instructions: 8 tuning + 8 held-out
 
 
+def shared_inputs():
+    """What every per-model measurement starts from: the activation cache, the board's training and held-out
+    texts, the built-in atlas and its pooled training activations (cached), and the atlas as a cached space."""
+    from build_demo_leaderboard import MAX_LENGTH
+
+    from atlas_align.atlas.spaces import load_atlas_space
+    from atlas_align.corpus.sources import CorpusConfig, iter_samples
+    from atlas_align.harness.evaluation import heldout_samples
+    from atlas_align.leaderboard.verify import VERIFY_SEED
+    from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity
+
+    cache = ActivationCache.from_env()
+    corpus = CorpusConfig()
+    train = [s.text for s in iter_samples(corpus, "train", limit=TRAIN_TEXTS)]
+    heldout = heldout_samples(corpus, HELDOUT_TEXTS, VERIFY_SEED)
+    atlas = load_atlas_space("builtin", batch_size=16, max_length=MAX_LENGTH)
+    atlas_id = atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH)
+    return cache, train, heldout, atlas, cache.pooled(atlas, atlas_id, train), CachedSpace(atlas, atlas_id, cache)
+
+
 def fit_alignment(name: str, layer, cache, atlas, atlas_train, train, bundle=None):
     from build_demo_leaderboard import MAX_LENGTH, swept  # noqa: F401  (the board's pooling settings)
 
@@ -83,28 +103,18 @@ def main() -> int:
     import tempfile
 
     os.environ["ATLAS_ALIGN_ACTIVATION_CACHE"] = args.cache or tempfile.mkdtemp(prefix="atlas-align-acts-")
-    from build_demo_leaderboard import MAX_LENGTH, parse_model
+    from build_demo_leaderboard import parse_model
 
-    from atlas_align.atlas.spaces import load_atlas_space
-    from atlas_align.corpus.sources import CorpusConfig, iter_samples
     from atlas_align.harness.benchmarks import get_benchmark
     from atlas_align.harness.benchmarks.instructions import INSTRUCTIONS
     from atlas_align.harness.benchmarks.judges import LLMJudge
     from atlas_align.harness.benchmarks.steering import diffmean_direction
     from atlas_align.harness.capability import capability_cost, capability_cost_for_vector
-    from atlas_align.harness.evaluation import build_context, heldout_samples
+    from atlas_align.harness.evaluation import build_context
     from atlas_align.leaderboard.verify import VERIFY_SEED
-    from atlas_align.models.cache import ActivationCache, CachedSpace, atlas_identity
     from atlas_align.models.loading import load_subject
 
-    cache = ActivationCache.from_env()
-    corpus = CorpusConfig()
-    train = [s.text for s in iter_samples(corpus, "train", limit=TRAIN_TEXTS)]
-    heldout = heldout_samples(corpus, HELDOUT_TEXTS, VERIFY_SEED)
-    atlas = load_atlas_space("builtin", batch_size=16, max_length=MAX_LENGTH)
-    atlas_id = atlas_identity(atlas.ref.atlas_id, atlas.ref.revision, MAX_LENGTH)
-    atlas_train = cache.pooled(atlas, atlas_id, train)
-    cached_atlas = CachedSpace(atlas, atlas_id, cache)
+    cache, train, heldout, atlas, atlas_train, cached_atlas = shared_inputs()
     judges = ["lexicon", "atlas"]
     instances = {}
     judge_name = None
