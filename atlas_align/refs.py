@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.errors import ConfigError
 
 BUILTIN = "builtin"
+# Built-in atlases besides the default one ('builtin'), by the id they record, plus short aliases.
+BUILTIN_4K = "builtin:minilm-l3-wordnet-4k"
+BUILTIN_NAMES = {BUILTIN_4K: BUILTIN_4K, "builtin-4k": BUILTIN_4K}
 RAW_PREFIX = "model:"
 
 
@@ -116,7 +119,7 @@ class AtlasSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["builtin", "folder", "repo", "raw"]
-    id: str = Field(description="'builtin', a folder path, a repo id, or (raw) the model name")
+    id: str = Field(description="'builtin' (or a named built-in atlas id), a folder path, a repo id, or (raw) the model name")
     revision: str | None = None
     layer: int | None = Field(None, description="raw spaces: block index")
     hookpoint: str | None = Field(None, description="raw spaces: module path, e.g. 'layers.4'")
@@ -126,6 +129,8 @@ class AtlasSpec(BaseModel):
         text = str(spec).strip()
         if not text:
             raise ConfigError("The atlas spec is empty: use 'builtin', a folder, 'org/name' or 'model:NAME@LAYER'.")
+        if text in BUILTIN_NAMES:  # a named built-in atlas other than the default
+            return cls(kind="builtin", id=BUILTIN_NAMES[text], revision=revision)
         if text == BUILTIN or text.startswith(BUILTIN + ":"):  # 'builtin:minilm-l3-wordnet' is the recorded id
             return cls(kind="builtin", id=BUILTIN, revision=revision)
         if text.startswith(RAW_PREFIX):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.atlas.labels import LABELS_FILENAME, FeatureLabels
 from atlas_align.errors import ArtifactNotFound, ConfigError, IntegrityError, ModelLoadError, ShapeMismatchError
 from atlas_align.models.activations import ActivationExtractor, Hookpoint, hidden_size, resolve_hookpoint
-from atlas_align.refs import BUILTIN, AtlasRef, AtlasSpec, PoolingConfig
+from atlas_align.refs import BUILTIN, BUILTIN_4K, AtlasRef, AtlasSpec, PoolingConfig
 
 FORMAT_VERSION = 1
 ATLAS_CONFIG_FILENAME = "atlas.json"
@@ -38,6 +38,10 @@ SAE_DIRNAME = "sae"
 CARD_FILENAME = "README.md"
 BUILTIN_DIRNAME = "default_atlas"
 BUILTIN_ATLAS_ID = "builtin:minilm-l3-wordnet"
+STRONG_ATLAS_ID = BUILTIN_4K  # the stronger built-in atlas (issue 14), not the default: Atlas.load("builtin-4k")
+STRONG_DIRNAME = "atlas_4k"
+# Built-in atlas spec id → (package data folder, recorded atlas id).
+BUILTIN_ATLASES = {BUILTIN: (BUILTIN_DIRNAME, BUILTIN_ATLAS_ID), STRONG_ATLAS_ID: (STRONG_DIRNAME, STRONG_ATLAS_ID)}
 ATLAS_POOLING = PoolingConfig(exclude_first="auto", outlier_ratio=None)
 
 
@@ -219,10 +223,12 @@ class Atlas:
 
     @classmethod
     def load(cls, spec: str | Path | AtlasSpec = BUILTIN, *, revision: str | None = None, model=None, tokenizer=None) -> Atlas:
-        """Load ``"builtin"`` (the atlas shipped in the package), a local atlas folder, or a Hub repo id (at ``revision``)."""
+        """Load ``"builtin"`` (the default atlas shipped in the package; ``"builtin-4k"`` is the stronger shipped one),
+        a local atlas folder, or a Hub repo id (at ``revision``)."""
         spec = spec if isinstance(spec, AtlasSpec) else AtlasSpec.parse(spec, revision)
         if spec.kind == "builtin":
-            return cls.from_folder(builtin_atlas_dir(), atlas_id=BUILTIN_ATLAS_ID, model=model, tokenizer=tokenizer)
+            _, atlas_id = BUILTIN_ATLASES[spec.id]
+            return cls.from_folder(builtin_atlas_dir(spec.id), atlas_id=atlas_id, model=model, tokenizer=tokenizer)
         if spec.kind == "folder":
             return cls.from_folder(spec.id, atlas_id=spec.id, model=model, tokenizer=tokenizer)
         if spec.kind == "repo":
@@ -342,14 +348,16 @@ class Atlas:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def builtin_atlas_dir() -> Path:
-    """The default atlas shipped inside the package (a real folder in wheels and editable installs)."""
-    folder = resources.files("atlas_align") / "data" / BUILTIN_DIRNAME
+def builtin_atlas_dir(name: str = BUILTIN) -> Path:
+    """A built-in atlas shipped inside the package (a real folder in wheels and editable installs): 'builtin' is the default."""
+    dirname, _ = BUILTIN_ATLASES[name]
+    folder = resources.files("atlas_align") / "data" / dirname
     path = Path(str(folder))
     if not (path / ATLAS_CONFIG_FILENAME).is_file():
+        option = "" if name == BUILTIN else " --atlas strong"
         raise ArtifactNotFound(
-            f"The built-in atlas is missing from this installation ({path}). Reinstall atlas-align, or rebuild it with "
-            f"`python scripts/build_default_atlas.py`."
+            f"The built-in atlas {name!r} is missing from this installation ({path}). Reinstall atlas-align, or rebuild it with "
+            f"`python scripts/build_default_atlas.py{option}`."
         )
     return path
 
