@@ -14,6 +14,10 @@ folder and compares every file with the shipped atlas.
 
     python scripts/build_default_atlas.py            # rewrite the shipped atlas
     python scripts/build_default_atlas.py --check    # rebuild and compare, write nothing
+
+``--atlas strong`` does the same for the stronger, not-yet-default atlas ``builtin:minilm-l3-wordnet-4k``
+(``STRONG_ATLAS_BUILD``: every WordNet window, width 4,096) in ``atlas_align/data/atlas_4k/``; it also
+rewrites ``docs/ATLAS.md`` (``scripts/atlas_report.py``) unless ``--check`` or ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -26,20 +30,29 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from atlas_align.atlas.atlas import BUILTIN_ATLAS_ID  # noqa: E402
-from atlas_align.atlas.build import DEFAULT_ATLAS_BUILD, build_atlas  # noqa: E402
+from atlas_align.atlas.atlas import BUILTIN_ATLAS_ID, BUILTIN_DIRNAME, STRONG_ATLAS_ID, STRONG_DIRNAME  # noqa: E402
+from atlas_align.atlas.build import DEFAULT_ATLAS_BUILD, STRONG_ATLAS_BUILD, build_atlas  # noqa: E402
 
 DEFAULT_BUILD = DEFAULT_ATLAS_BUILD
-SHIPPED = REPO_ROOT / "atlas_align" / "data" / "default_atlas"
+SHIPPED = REPO_ROOT / "atlas_align" / "data" / BUILTIN_DIRNAME
+# --atlas NAME → (build config, recorded atlas id, shipped folder)
+ATLASES = {
+    "default": (DEFAULT_BUILD, BUILTIN_ATLAS_ID, SHIPPED),
+    "strong": (STRONG_ATLAS_BUILD, STRONG_ATLAS_ID, REPO_ROOT / "atlas_align" / "data" / STRONG_DIRNAME),
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=SHIPPED, help="where to write the atlas (default: the shipped copy)")
+    parser.add_argument("--atlas", choices=sorted(ATLASES), default="default", help="which built-in atlas to build (default: the default one)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the atlas (default: the shipped copy)")
     parser.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare with --out")
     args = parser.parse_args()
+    build, atlas_id, shipped = ATLASES[args.atlas]
+    write_report = args.atlas == "strong" and args.out is None and not args.check
+    args.out = args.out or shipped
 
-    atlas, report = build_atlas(DEFAULT_BUILD, name=BUILTIN_ATLAS_ID, progress=True, echo=print)
+    atlas, report = build_atlas(build, name=atlas_id, progress=True, echo=print)
     print(
         f"built in {report.seconds:.0f}s: L0 {report.l0:.1f}, explained variance {report.explained_variance:.3f}, "
         f"dead {len(report.dead)}, dense {len(report.dense)}, validated labels {report.validated}"
@@ -47,6 +60,10 @@ def main() -> int:
     if not args.check:
         atlas.save(args.out)
         print(f"wrote {args.out}")
+        if write_report:
+            import runpy
+
+            print(f"wrote {runpy.run_path(str(REPO_ROOT / 'scripts' / 'atlas_report.py'))['write_report']()}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         rebuilt = atlas.save(Path(tmp) / "atlas")
