@@ -146,7 +146,9 @@ def findings_section(repo: Path = REPO) -> str:
             control = [r for r in rows if r["subject_model"] == model and r["layer"] == best["layer"] and r["method"] == CONTROL_METHOD and r["metrics"].get("steering") is not None]
             versus = f" (random rotation {control[0]['metrics']['steering']:.3f})" if control else ""
             parts.append(f"{_short(model)} {best['method']} at layer {best['layer']}: {best['metrics']['steering']:.3f}{versus}")
-        lines.append("- **Best steering row per causal LM** (AxBench score 0–2, held-out instructions, half the layer's fluency edge): " + "; ".join(parts) + ".")
+        lines.append("- **Best steering row per causal LM** (AxBench score 0–2, held-out instructions, half the layer's fluency edge): " + "; ".join(parts) + ". "
+                     "Each board row is a small sample (2 concepts × 8 held-out instructions, 12 new tokens), where one generation moves the score "
+                     "by about 0.1, so these rank nothing finely; `docs/STEERING.md` holds the larger side-by-side with DiffMean and prompting.")
     lines.append("- GGUF models (SmolLM2, Gemma-3, Qwen2.5) are de-quantised 4-bit weights: numbers for the bf16 originals will differ.")
     return "\n".join(lines)
 

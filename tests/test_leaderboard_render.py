@@ -245,3 +245,24 @@ def test_screenshot_script_on_a_synthetic_board(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshot_leaderboard.py"), "--board", str(flat), "--out", str(tmp_path / "x.png")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "no row has a relative depth" in done.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_a_row_lacking_a_benchmark_shares_the_board_that_agrees_on_the_rest():
+    """An encoder has no steering version; it belongs with the causal LMs it shares translation/retrieval versions with."""
+
+    def row(repo, versions, atlas="builtin"):
+        return LeaderboardRow(repo_id=repo, commit="0" * 40, atlas_id=atlas, subject_model=repo, layer=1, hookpoint="layers.1", method="procrustes",
+                              metrics={"auroc": 0.6}, benchmark_versions=versions, status="verified")  # fmt: skip
+
+    board = Leaderboard(generated_at="2026-11-26T00:00:00Z", registry="r", rows=[
+        row("org/causal", {"translation": "2", "retrieval": "2", "steering": "3"}),
+        row("org/encoder", {"translation": "2", "retrieval": "2"}),
+        row("org/old", {"translation": "1", "retrieval": "2"}),
+        row("org/other-atlas", {"translation": "2", "retrieval": "2"}, atlas="other"),
+    ])  # fmt: skip
+    groups = {name: sorted(r.repo_id for r in rows) for name, rows in board.boards().items()}
+    assert groups == {
+        "builtin [retrieval@2,steering@3,translation@2]": ["org/causal", "org/encoder"],
+        "builtin [retrieval@2,translation@1]": ["org/old"],
+        "other [retrieval@2,translation@2]": ["org/other-atlas"],
+    }

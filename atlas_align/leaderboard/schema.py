@@ -50,12 +50,23 @@ class Leaderboard(BaseModel):
     rows: list[LeaderboardRow]
 
     def boards(self) -> dict[str, list[LeaderboardRow]]:
-        """Rows grouped by what makes them comparable: the atlas and the benchmark versions."""
-        groups: dict[str, list[LeaderboardRow]] = {}
+        """Rows grouped by what makes them comparable: the atlas and the benchmark versions.
+
+        A row lacking a benchmark (steering does not apply to an encoder) joins a group whose versions
+        agree on every benchmark both have; a different version of any shared benchmark starts a new
+        group. The page's ``groups()`` does the same.
+        """
+        merged: list[tuple[str, dict[str, str], list[LeaderboardRow]]] = []
         for row in self.rows:
-            versions = ",".join(f"{k}@{v}" for k, v in sorted(row.benchmark_versions.items()))
-            key = f"{row.atlas_id}" + (f" [{versions}]" if versions else "")
-            groups.setdefault(key, []).append(row)
-        for rows in groups.values():
+            group = next((g for g in merged if g[0] == row.atlas_id and all(g[1].get(k, v) == v for k, v in row.benchmark_versions.items())), None)
+            if group is None:
+                group = (row.atlas_id, {}, [])
+                merged.append(group)
+            group[1].update(row.benchmark_versions)
+            group[2].append(row)
+        groups: dict[str, list[LeaderboardRow]] = {}
+        for atlas_id, versions, rows in merged:
+            label = ",".join(f"{k}@{v}" for k, v in sorted(versions.items()))
             rows.sort(key=lambda r: (-(r.metrics.get("auroc") or -1.0), r.repo_id))
+            groups.setdefault(f"{atlas_id}" + (f" [{label}]" if label else ""), []).extend(rows)
         return dict(sorted(groups.items()))
