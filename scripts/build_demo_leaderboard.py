@@ -7,8 +7,14 @@ registry server, and the same ``leaderboard build --verify`` path CI runs recomp
 The held-out activations the verifier needs are pooled once per model (again one sweep) into the
 content-addressed activation cache, so verifying 5 methods × k layers never re-runs a model.
 
-    python scripts/build_demo_leaderboard.py                       # the published board
+    python scripts/build_demo_leaderboard.py --store ~/.cache/atlas-align/board   # the published board (resumable)
     python scripts/build_demo_leaderboard.py --models smollm2:0.5,1.0 --samples 700 --out /tmp/lb   # a small one
+
+Steering (every causal-LM row) costs most of the rebuild: measured 28–100 s a row on 2 shared cores
+(SmolLM2 fastest, Qwen2.5-0.5B slowest), ~38 min for the whole board with a warm activation cache.
+``--store`` keeps each row's results by content, so an interrupted rebuild resumes, and a second
+process given a subset of ``--models`` and the same ``--store`` shares the work (the published
+board: one process for all models, one for SmolLM2 + Gemma-3).
 
 A model spec is NAME:LAYERS with LAYERS comma-free-separated by '/' or ',' after the colon:
 relative depths (0.5) or block indices (3).
