@@ -39,7 +39,7 @@ DEFAULT_MODELS = [
     "mpnet:0.25,0.5,0.66,1.0",
     "minilm:1,2,3,5",  # the atlas's own model: its layer 3 is the sanity row that must score highest
 ]
-METHODS = "procrustes,covariance,correlation,linear_regression,random_rotation"
+METHODS = "procrustes,covariance,correlation,linear_regression,whitened_procrustes,cca,random_rotation"
 BATCH, MAX_LENGTH = 16, 128  # as `atlas-align eval` (and so the verifier) pools
 # The board's steering@3 (every causal-LM row), small enough for 60 rows on 2 cores: 16 of the built-in
 # instructions (8 tuning, 8 held-out), 2 concepts, 12 new tokens, the atlas arm only (the random-rotation
