@@ -98,6 +98,16 @@ def token_level_section(repo: Path = REPO) -> str:
     return "\n".join(tables[-1]) if tables else "_No table in docs/TOKEN_LEVEL.md._"
 
 
+def _best_per_model(rows: list[dict], metric: str) -> dict[str, dict]:
+    """Subject model → its row with the highest ``metric`` (the first one on ties)."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        key = r["subject_model"]
+        if key not in best or r["metrics"][metric] > best[key]["metrics"][metric]:
+            best[key] = r
+    return best
+
+
 def findings_section(repo: Path = REPO) -> str:
     """Three generated sentences: best layer per model, best method, distance above the control."""
     board = json.loads((repo / "leaderboard" / "leaderboard.json").read_text(encoding="utf-8"))
@@ -106,11 +116,7 @@ def findings_section(repo: Path = REPO) -> str:
     if not fitted:
         return "_No verified rows yet._"
     lines = []
-    best_per_model = {}
-    for r in fitted:
-        key = r["subject_model"]
-        if key not in best_per_model or r["metrics"]["mrr"] > best_per_model[key]["metrics"]["mrr"]:
-            best_per_model[key] = r
+    best_per_model = _best_per_model(fitted, "mrr")
     parts = [
         f"{_short(m)} at layer {r['layer']}" + (f" (depth {r['depth']:.2f})" if r.get("depth") is not None else "") + f", MRR {r['metrics']['mrr']:.3f}"
         for m, r in sorted(best_per_model.items(), key=lambda kv: -kv[1]["metrics"]["mrr"])
@@ -134,12 +140,7 @@ def findings_section(repo: Path = REPO) -> str:
             margins.append(f"{_short(model)} AUROC {best['metrics']['auroc']:.3f} vs {c['auroc']:.3f}, MRR {best['metrics']['mrr']:.3f} vs {c['mrr']:.3f}")
     if margins:
         lines.append("- **Above the random-rotation control** at each model's best layer: " + "; ".join(margins) + ".")
-    steered = [r for r in fitted if r["metrics"].get("steering") is not None]
-    best_steering = {}
-    for r in steered:
-        key = r["subject_model"]
-        if key not in best_steering or r["metrics"]["steering"] > best_steering[key]["metrics"]["steering"]:
-            best_steering[key] = r
+    best_steering = _best_per_model([r for r in fitted if r["metrics"].get("steering") is not None], "steering")
     if best_steering:
         parts = []
         for model, best in sorted(best_steering.items(), key=lambda kv: -kv[1]["metrics"]["steering"]):
