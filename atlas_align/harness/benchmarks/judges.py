@@ -357,7 +357,12 @@ def _keeps_logits(model) -> bool:
         return False
 
 
-def _continuation_nll(model, prompt_ids: list[int], token_ids: list[int], prefixes: dict) -> float:
+def _cache_argument(model) -> str:
+    """The forward keyword that takes a key/value cache (transformers ≥ 5.2x renamed ``past_key_values``)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _continuation_nll(model, prompt_ids: list[int], token_ids: list[int], prefixes: dict, cache_argument: str) -> float:
     """Mean NLL of ``token_ids`` after ``prompt_ids``, reusing the prompt's key/value cache from ``prefixes``:
     a steering run rates dozens of continuations of the same few prompts, and the prompt (a chat template's
     system text included) is most of every sequence."""
@@ -370,8 +375,7 @@ def _continuation_nll(model, prompt_ids: list[int], token_ids: list[int], prefix
     past, first = prefixes[key]
     predicted = first
     if len(token_ids) > 1:
-        name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        out = model(input_ids=torch.tensor([token_ids[:-1]], device=device), use_cache=True, **{name: copy.deepcopy(past)})
+        out = model(input_ids=torch.tensor([token_ids[:-1]], device=device), use_cache=True, **{cache_argument: copy.deepcopy(past)})
         predicted = torch.cat([first, out.logits[0].double()])
     return float(torch.nn.functional.cross_entropy(predicted, torch.tensor(token_ids, device=device), reduction="mean"))
 
@@ -390,8 +394,9 @@ def perplexities(model, tokenizer, generations: Sequence[Any], batch_size: int =
         if g.token_ids and prompt_ids:
             items.append((i, prompt_ids, list(g.token_ids)))
     if prefixes is not None and _keeps_logits(model):
+        cache_argument = _cache_argument(model)
         for i, p, n in items:
-            values[i] = math.exp(_continuation_nll(model, p, n, prefixes))
+            values[i] = math.exp(_continuation_nll(model, p, n, prefixes, cache_argument))
         return values
     pad = pad_id(tokenizer)
     for start in range(0, len(items), batch_size):
