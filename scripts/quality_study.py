@@ -12,13 +12,34 @@ Three axes, every point scored on the same held-out texts the published board ve
    translation and pairs only). Only layer 3 has an SAE.
 3. **subject**: the same subjects with the SAE atlas at one N (the board's 1,000 texts).
 
+1b. **texts, long curve** (``--long-curve NAME:LAYER:SIZES --long-corpus FILE``): one subject against the same SAE atlas,
+   fitted on the first N of a uniform sample of the train split of *another* corpus file, read with the default
+   ``CorpusConfig``'s window_words / heldout_fraction / split_salt. The split is a keyed hash of each window's text, so
+   the board's held-out texts (which every point is still scored on) stay held out there too; the study asserts that
+   none of them is among the long curve's train texts. The built-in corpus caps every WordNet category at 1,500 rows
+   (47,251 train windows); the uncapped corpus has ~135k train windows, enough for N = 10k → 30k → 50k+. Derive it
+   (outside the package; Debian's ``wordnet-base``, WordNet 3.0) with::
+
+       cd /tmp && apt-get download wordnet-base && dpkg -x wordnet-base_*_all.deb /tmp/wordnet-base
+       python scripts/derive_wordnet_corpus.py --wordnet-dir /tmp/wordnet-base/usr/share/wordnet \
+           --copyright-file /tmp/wordnet-base/usr/share/doc/wordnet-base/copyright \
+           --out-dir ~/.cache/atlas-align/wordnet-full --cap-per-category 100000000
+
+   Without ``--long-corpus`` the study looks for ``$ATLAS_ALIGN_LONG_CORPUS``, then
+   ``~/.cache/atlas-align/wordnet-full/wordnet_corpus.jsonl.gz``, and runs ``DEFAULT_LONG_CURVE`` on it when found
+   (not with ``--quick``); without either, section 1b is left out. quality.json records the file's sha256, its row and
+   split counts, and tags the curve's records with ``"corpus": "wordnet-full (uncapped)"``.
+
 Pooled activations go through the content-addressed activation cache
 (``ATLAS_ALIGN_ACTIVATION_CACHE``), in fixed chunks of the train sample ([0, 1000) — the board's
 train texts — then every 1,000; held-out: the board's 300, then the rest), so the board's cached rows are reused, each model runs each text once, and an
 interrupted run resumes where it stopped. A raw MiniLM atlas is MiniLM's own pooled hidden states:
 the rows cached for MiniLM as a subject.
 
-    python scripts/quality_study.py                 # the committed docs/QUALITY.md: ~3 min with the rows cached, hours on 2 CPU cores without
+    python scripts/quality_study.py                 # the committed docs/QUALITY.md when the long corpus is at its default place (the exact
+                                                    # command is quality.json's "generated_by"): minutes with the rows cached, hours on 2 CPU cores without
+    python scripts/quality_study.py --long-corpus FILE   # the same with the long corpus elsewhere
+    python scripts/quality_study.py --rows-only --long-curve minilm:5:1000,50000 --long-corpus FILE   # pool (and cache) the long curve's rows only
     python scripts/quality_study.py --quick         # smoke run (MiniLM only, 400 texts; < 2 min), written to a temporary folder
     python scripts/quality_study.py --replot        # re-render QUALITY.md and the plots from docs/quality.json
     python scripts/quality_study.py --curve mpnet:11:1000,3000,10000,30000,all   # a longer curve (~3 MPNet texts/s on 2 shared cores)
@@ -48,6 +69,12 @@ BATCH, MAX_LENGTH = 16, 128  # as the board and `atlas-align eval` pool
 BOARD_TRAIN, BOARD_HELDOUT = 1000, 300  # what leaderboard/ was built with (--samples 1000 --verify-samples 300): cached
 DEFAULT_CURVES = ["mpnet:11:1000,2000,3000", "smollm2:14:1000,2000,3000", "gemma3-270m:17:1000,2000,3000"]  # what ~1 h of 2 shared CPU cores pooled
 QUICK_CURVES = ["minilm:3:390,400"]
+ATLAS = "builtin:minilm-l3-wordnet"  # the SAE atlas, loaded by its explicit name (the library's default atlas may change)
+BUILTIN_CORPUS = "builtin"
+LONG_CORPUS = "wordnet-full (uncapped)"  # the "corpus" of the long curve's records
+DEFAULT_LONG_CURVE = "minilm:5:1000,3000,10000,30000,50000,60000"  # MiniLM at block 5 is cheap (6 layers, 384 wide): a board pair
+LONG_CORPUS_ENV = "ATLAS_ALIGN_LONG_CORPUS"
+LONG_CORPUS_HOME = Path.home() / ".cache" / "atlas-align" / "wordnet-full" / "wordnet_corpus.jsonl.gz"
 SUBJECT_MODELS = ["mpnet", "smollm2", "gemma3-270m", "qwen-coder-0.5b", "minilm"]
 SAE = "sae"
 # (key in a point's metrics, benchmark, metric in its result, label)
@@ -72,6 +99,12 @@ POOLED_ROWS = {
     "mpnet (to block 11)": (2000, 601),
     "smollm2 (to block 14)": (2000, 579),
     "gemma3-270m (to block 17)": (2000, 741),
+}
+# The same for the long curve's rows (`--rows-only --long-curve minilm:5:1000,60000 --long-corpus ...`, 2026-11-26, one thread,
+# 2 CPU cores shared with other jobs; the board had cached MiniLM block 5's held-out rows): texts, seconds.
+POOLED_LONG = {
+    "atlas (MiniLM L3 + SAE)": (60000, 344.4),
+    "minilm (to block 5)": (60000, 451.3),
 }
 PAPER = {"auroc": "0.83–0.86", "ap": "0.43–0.49", "ret_mrr": "0.97"}
 
@@ -105,6 +138,7 @@ class Point:
     atlas: str  # "sae" or "raw@L" (MiniLM layer L)
     method: str
     n: int
+    corpus: str = BUILTIN_CORPUS  # BUILTIN_CORPUS or LONG_CORPUS: where the train texts came from
 
 
 def atlas_name(atlas: str) -> str:
@@ -149,10 +183,11 @@ class Rows:
         if self._atlas is None:
             from atlas_align.atlas.spaces import load_atlas_space
 
-            self._atlas = load_atlas_space("builtin", batch_size=BATCH, max_length=MAX_LENGTH)
+            self._atlas = load_atlas_space(ATLAS, batch_size=BATCH, max_length=MAX_LENGTH)
+            assert self._atlas.ref.atlas_id == ATLAS, (self._atlas.ref.atlas_id, ATLAS)
         return self._atlas
 
-    def subject(self, name: str, layers: Sequence[int], chunks: Sequence[list[str]]) -> dict[int, Any]:
+    def subject(self, name: str, layers: Sequence[int], chunks: Sequence[list[str]], label: str | None = None) -> dict[int, Any]:
         """{layer: (N, d) rows} over the concatenated chunks, one forward sweep per missing chunk."""
         import torch
 
@@ -177,8 +212,8 @@ class Rows:
                 start = time.perf_counter()
                 pooled = torch.cat(list(sweep.pooled_batches(chunk)))
                 seconds = time.perf_counter() - start
-                self.seconds[name] += seconds
-                self.computed[name] += len(chunk)
+                self.seconds[label or name] += seconds
+                self.computed[label or name] += len(chunk)
                 say(f"  {name} @ blocks {list(layers)}: {len(chunk)} texts in {seconds:.0f}s ({len(chunk) / seconds:.1f} texts/s)")
                 for j, layer in enumerate(layers):
                     got[layer] = pooled[:, j].contiguous()
@@ -188,7 +223,7 @@ class Rows:
                 parts[layer].append(got[layer])
         return {layer: torch.cat(parts[layer]) for layer in layers}
 
-    def atlas_rows(self, chunks: Sequence[list[str]]):
+    def atlas_rows(self, chunks: Sequence[list[str]], label: str = "atlas (MiniLM L3 + SAE)"):
         import torch
 
         from atlas_align.models.cache import atlas_identity
@@ -200,8 +235,8 @@ class Rows:
             out.append(self.cache.pooled(self.atlas, atlas_identity(self.atlas.ref.atlas_id, self.atlas.ref.revision, MAX_LENGTH), chunk))
             if self.cache.misses > misses:
                 seconds = time.perf_counter() - start
-                self.seconds["atlas (MiniLM L3 + SAE)"] += seconds
-                self.computed["atlas (MiniLM L3 + SAE)"] += len(chunk)
+                self.seconds[label] += seconds
+                self.computed[label] += len(chunk)
                 say(f"  atlas: {len(chunk)} texts in {seconds:.0f}s ({len(chunk) / seconds:.1f} texts/s)")
         return torch.cat(out)
 
@@ -236,7 +271,7 @@ class Scorer:
     seed: int = 0
     records: list[dict] = field(default_factory=list)
 
-    def score(self, point: Point, stats, subject_ref, atlas_space, heldout_subject: dict, heldout_atlas: dict) -> dict:
+    def score(self, point: Point, stats, subject_ref, atlas_space, heldout_subject: dict, heldout_atlas: dict, corpus=None) -> dict:
         from atlas_align.alignment.pipeline import _wrap
         from atlas_align.corpus.sources import CorpusConfig
         from atlas_align.harness.benchmarks import BenchmarkContext
@@ -244,7 +279,7 @@ class Scorer:
         from atlas_align.harness.evaluation import run_benchmarks
         from atlas_align.refs import CorpusRef, PoolingConfig
 
-        corpus = CorpusConfig()
+        corpus = corpus or CorpusConfig()
         corpus_ref = CorpusRef(source=corpus.source, n_samples=point.n, window_words=corpus.window_words, heldout_fraction=corpus.heldout_fraction,
                                split_salt=corpus.split_salt, sampling=corpus.sampling, sample_seed=corpus.sample_seed)  # fmt: skip
         alignment = _wrap(point.method, {}, stats, subject_ref, atlas_space, corpus_ref, PoolingConfig())
@@ -266,7 +301,7 @@ class Scorer:
             "n_pairs": results["pairs"].metrics.get("n_texts"),
         }
         return {"subject": point.subject, "model_id": subject_ref.model_id, "layer": point.layer, "hookpoint": subject_ref.hookpoint, "atlas": point.atlas,
-                "method": point.method, "n_train": point.n, "metrics": metrics, **extra, "skipped": skipped}  # fmt: skip
+                "method": point.method, "n_train": point.n, "corpus": point.corpus, "metrics": metrics, **extra, "skipped": skipped}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ the study
@@ -287,6 +322,7 @@ def board_info(path: Path) -> tuple[dict, dict, dict]:
 
 
 def run_study(args) -> dict:
+    import torch
 
     from atlas_align.corpus.sources import CorpusConfig, iter_samples
     from atlas_align.errors import DegenerateDataError
@@ -316,11 +352,15 @@ def run_study(args) -> dict:
     train = [s.text for s in iter_samples(corpus, "train", limit=max_n)]
     heldout = heldout_samples(corpus, args.heldout, VERIFY_SEED)
     heldout_texts = list(dict.fromkeys(s.text for s in heldout))
-    edges = chunk_edges(len(train))
-
-    def chunks(n: int) -> list[list[str]]:
-        cut = [e for e in edges if e < n] + [n]
-        return [train[a:b] for a, b in zip(cut, cut[1:])]
+    chunks = chunker(train)
+    long = args.long_curve_parsed  # (name, layer, sizes) or None
+    if long:
+        long_cfg = long_corpus_config(args.long_corpus)
+        say(f"drawing the long curve's train sample (first {max(long[2])} of {args.n_long_train_split:,}) from {args.long_corpus} ...")
+        long_train = [s.text for s in iter_samples(long_cfg, "train", limit=max(long[2]))]
+        overlap = set(heldout_texts) & set(long_train)
+        assert not overlap, f"{len(overlap)} held-out texts are among the long curve's train texts: {sorted(overlap)[:3]}"
+        long_chunks = chunker(long_train)
 
     # The board verified on the first BOARD_HELDOUT of this sample (cached): a longer sample reuses them.
     heldout_chunks = [heldout_texts[a:b] for a, b in zip(*[sorted({0, min(BOARD_HELDOUT, len(heldout_texts)), len(heldout_texts)})[i:] for i in (0, 1)])]
@@ -340,13 +380,32 @@ def run_study(args) -> dict:
     # Rows: the atlas side grows with the subjects' N (chunks are cached, so it is pooled once per text).
     atlas_space = rows.atlas
     sae_heldout = rows.atlas_rows(heldout_chunks)
+    long_label = {"atlas": "atlas (MiniLM L3 + SAE), long curve"}
+    if long:
+        long_label["subject"] = f"{long[0]} (to block {long[1]}), long curve"
+
+    def long_rows(n: int):
+        """The long curve's (subject, atlas) train rows up to n, pooled chunk by chunk (atlas, then subject), so a stop keeps whole pairs."""
+        name, layer, _ = long
+        s_parts, a_parts = [], []
+        for i, chunk in enumerate(long_chunks(n)):
+            a_parts.append(rows.atlas_rows([chunk], label=long_label["atlas"]))
+            s_parts.append(rows.subject(name, [layer], [chunk], label=long_label["subject"])[layer])
+            if (i + 1) % 10 == 0:
+                say(f"  long curve: rows for {sum(len(p) for p in s_parts):,} of {n:,} texts")
+        return torch.cat(s_parts), torch.cat(a_parts)
+
     if args.rows_only:  # pool (and cache) what the curves need, in the order given, and stop
         for name, layer, sizes in curves:
             say(f"rows for {name} block {layer} up to N = {max(sizes)} ...")
             rows.atlas_rows(chunks(max(sizes)))
             rows.subject(name, [layer], chunks(max(sizes)))
             rows.subject(name, [layer], heldout_chunks)
-        return {"throughput": dict(rows.computed), "seconds": dict(rows.seconds)}
+        if long:
+            say(f"rows for the long curve, {long[0]} block {long[1]} up to N = {max(long[2]):,} ({LONG_CORPUS}) ...")
+            rows.subject(long[0], [long[1]], heldout_chunks, label=long_label["subject"])
+            long_rows(max(long[2]))
+        return {"throughput": throughput(rows), "seconds": dict(rows.seconds)}
     raw_train, raw_heldout = {}, {}
     if raw_layers:
         say(f"raw MiniLM layers {raw_layers} (MiniLM's own pooled rows) ...")
@@ -360,6 +419,24 @@ def run_study(args) -> dict:
     }  # fmt: skip
     scorer = Scorer(heldout=heldout, atlas_ref=atlas_space.ref, atlas_labels=atlas_space.labels)
     records = []
+
+    def fit_and_score(mine: list[Point], s_train, a_train, subject_ref, space, s_heldout: dict, a_heldout: dict, corpus_cfg=None) -> None:
+        """One streaming pass of statistics over the train rows, every point (N, method) fitted from its snapshot and scored."""
+        start = time.perf_counter()
+        stats = snapshots(s_train, a_train, sorted({p.n for p in mine}))
+        for point in sorted(mine, key=lambda p: (p.n, p.method)):
+            try:
+                record = scorer.score(point, stats[point.n], subject_ref, space, s_heldout, a_heldout, corpus_cfg)
+            except DegenerateDataError as exc:  # too few texts for this method's widths
+                say(f"  {atlas_name(point.atlas):<16} {point.method:<11} N={point.n:<6} not fitted: {exc}")
+                continue
+            record["axes"] = sorted(axes[point])
+            records.append(record)
+            m = record["metrics"]
+            shown = "  ".join(f"{k} {m[k]['value']:.3f}" for k in PLOTTED if k in m)
+            say(f"  {atlas_name(point.atlas):<16} {point.method:<11} N={point.n:<6} {shown}")
+        say(f"  fitted and scored {len(mine)} points in {time.perf_counter() - start:.0f}s")
+
     by_subject: dict[tuple[str, int], list[Point]] = defaultdict(list)
     for point in axes:
         by_subject[(point.subject, point.layer)].append(point)
@@ -380,27 +457,39 @@ def run_study(args) -> dict:
             a_train = sae_train if atlas == SAE else raw_train[int(atlas.split("@")[1])]
             a_heldout = sae_heldout if atlas == SAE else raw_heldout[int(atlas.split("@")[1])]
             space = atlas_space if atlas == SAE else raw_spaces[int(atlas.split("@")[1])]
-            start = time.perf_counter()
-            stats = snapshots(s_train, a_train, sorted({p.n for p in mine}))
-            for point in sorted(mine, key=lambda p: (p.n, p.method)):
-                try:
-                    record = scorer.score(point, stats[point.n], subject_ref, space, s_heldout, dict(zip(heldout_texts, a_heldout)))
-                except DegenerateDataError as exc:  # too few texts for this method's widths
-                    say(f"  {atlas_name(atlas):<16} {point.method:<11} N={point.n:<6} not fitted: {exc}")
-                    continue
-                record["axes"] = sorted(axes[point])
-                records.append(record)
-                m = record["metrics"]
-                shown = "  ".join(f"{k} {m[k]['value']:.3f}" for k in PLOTTED if k in m)
-                say(f"  {atlas_name(atlas):<16} {point.method:<11} N={point.n:<6} {shown}")
-            say(f"  fitted and scored {len(mine)} points in {time.perf_counter() - start:.0f}s")
+            fit_and_score(mine, s_train, a_train, subject_ref, space, s_heldout, dict(zip(heldout_texts, a_heldout)))
         rows.release()
         del s_train
         gc.collect()
 
+    long_info = None
+    if long:
+        name, layer, sizes = long
+        say(f"long curve: {name} block {layer}, rows for {max(sizes):,} train texts of {LONG_CORPUS} + {len(heldout_texts)} held-out texts ...")
+        s_heldout = dict(zip(heldout_texts, rows.subject(name, [layer], heldout_chunks, label=long_label["subject"])[layer]))
+        s_train, a_train = long_rows(max(sizes))
+        model_id = canonical_model_id(name)
+        depth = best.get(model_id, (None, None, None))[2]
+        subject_ref = SubjectRef(model_id=model_id, hookpoint=rows.hookpoint(name, layer), layer=layer, n_layers=round(layer / depth) + 1 if depth else None)
+        points = [Point(name, layer, SAE, method, n, LONG_CORPUS) for n in sizes for method in methods]
+        for point in points:
+            axes[point].add("texts-long")
+        fit_and_score(points, s_train, a_train, subject_ref, atlas_space, s_heldout, dict(zip(heldout_texts, sae_heldout)), long_cfg)
+        builtin_train = {s.text for s in iter_samples(corpus, "train")}
+        long_info = {
+            "subject": name, "layer": layer, "sizes": sizes, "corpus": LONG_CORPUS, **args.long_corpus_info,
+            "window_words": long_cfg.window_words, "heldout_fraction": long_cfg.heldout_fraction, "split_salt": long_cfg.split_salt,
+            "sampling": f"{long_cfg.sampling}, seed {long_cfg.sample_seed}",
+            "heldout_in_train": 0,  # asserted above: none of the scored held-out texts is a long-curve train text
+            "shared_with_builtin_train": sum(t in builtin_train for t in long_train),
+        }  # fmt: skip
+        rows.release()
+        del s_train, a_train
+        gc.collect()
+
     board_check = []
     for r in records:
-        if r["atlas"] == SAE and r["n_train"] == BOARD_TRAIN and len(heldout) == BOARD_HELDOUT:
+        if r["atlas"] == SAE and r["n_train"] == BOARD_TRAIN and len(heldout) == BOARD_HELDOUT and r["corpus"] == BUILTIN_CORPUS:
             board = board_metrics.get((r["model_id"], r["layer"], r["method"]))
             if board:
                 pairs = [("auroc_100", "auroc"), ("ap_100", "ap"), ("ret_mrr", "mrr"), ("ret_mpp", "mpp")]
@@ -410,8 +499,6 @@ def run_study(args) -> dict:
                 board_check.append(
                     {"subject": r["subject"], "layer": r["layer"], "method": r["method"], "max_abs_diff": max(diffs.values()) if diffs else None}
                 )
-    throughput = {name: {"texts": rows.computed[name], "seconds": round(rows.seconds[name], 1), "texts_per_s": round(rows.computed[name] / rows.seconds[name], 2)}
-                  for name in rows.seconds if rows.seconds[name] > 0}  # fmt: skip
     return {
         "generated_by": "scripts/quality_study.py " + " ".join(args.argv),
         "corpus": "builtin WordNet windows (48 words), uniform seeded sample of the train split (a prefix of one sample for every N)",
@@ -419,17 +506,60 @@ def run_study(args) -> dict:
         "heldout": {"n": len(heldout), "distinct": len(heldout_texts), "seed": VERIFY_SEED, "note": "the board verifier's held-out sample"},
         "atlas": {"id": atlas_space.ref.atlas_id, "width": atlas_space.width, "validated_features": len(atlas_space.labels.validated())},
         "methods": methods,
-        "curves": [{"subject": n, "layer": layer, "sizes": sizes} for n, layer, sizes in curves],
+        "curves": [{"subject": n, "layer": layer, "sizes": sizes, "corpus": BUILTIN_CORPUS} for n, layer, sizes in curves],
+        "long_curve": long_info,
         "subjects": subjects,
         "subject_n": n_subject,
         "raw_atlas_layers": raw_layers,
         "records": records,
         "board_check": board_check,
-        "throughput": throughput,
+        "throughput": throughput(rows),
         "cache": {"hits": cache.hits, "misses": cache.misses},
         "wall_seconds": round(time.perf_counter() - started, 1),
         "pooling_before_after": pooling_summary(REPO / "docs" / "pooling.json"),
     }
+
+
+def throughput(rows: Rows) -> dict:
+    return {name: {"texts": rows.computed[name], "seconds": round(rows.seconds[name], 1), "texts_per_s": round(rows.computed[name] / rows.seconds[name], 2)}
+            for name in rows.seconds if rows.seconds[name] > 0}  # fmt: skip
+
+
+def chunker(texts: list[str]) -> Callable[[int], list[list[str]]]:
+    """n → the first n texts in the fixed chunks of :func:`chunk_edges` (what the activation cache is keyed by)."""
+    edges = chunk_edges(len(texts))
+
+    def chunks(n: int) -> list[list[str]]:
+        cut = [e for e in edges if e < n] + [n]
+        return [texts[a:b] for a, b in zip(cut, cut[1:])]
+
+    return chunks
+
+
+def long_corpus_config(path: str):
+    """The default CorpusConfig (window_words, heldout_fraction, split_salt, sampling) on another corpus file."""
+    from atlas_align.corpus.sources import CorpusConfig
+
+    default = CorpusConfig()
+    return default.model_copy(update={"source": str(Path(path).expanduser().resolve())})
+
+
+def long_corpus_info(path: str) -> dict:
+    """What identifies the long curve's corpus: sha256, rows, windows per split."""
+    import gzip
+    import hashlib
+
+    from atlas_align.corpus.sources import iter_samples
+
+    cfg = long_corpus_config(path)
+    file = Path(cfg.source)
+    opener = gzip.open if file.suffix == ".gz" else open
+    with opener(file, "rt", encoding="utf-8") as handle:
+        n_rows = sum(1 for line in handle if line.strip())
+    return {
+        "file": file.name, "sha256": hashlib.sha256(file.read_bytes()).hexdigest(), "rows": n_rows,
+        "n_train_split": sum(1 for _ in iter_samples(cfg, "train")), "n_heldout_split": sum(1 for _ in iter_samples(cfg, "heldout")),
+    }  # fmt: skip
 
 
 def pooling_summary(path: Path) -> dict | None:
@@ -470,10 +600,11 @@ def _save(fig, path: Path) -> Path:
 COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280", "#4a5568"]
 
 
-def plot_texts(study: dict, path: Path) -> Path:
+def plot_texts(study: dict, path: Path, axis: str = "texts", specs: list[dict] | None = None, title: str | None = None) -> Path:
     plt = _plt()
-    recs = [r for r in study["records"] if "texts" in r["axes"]]
-    curves = [(c["subject"], c["layer"]) for c in study["curves"]]
+    specs = study["curves"] if specs is None else specs
+    recs = [r for r in study["records"] if axis in r["axes"]]
+    curves = [(c["subject"], c["layer"]) for c in specs]
     fig, axes = plt.subplots(1, len(PLOTTED), figsize=(3.3 * len(PLOTTED), 3.4), dpi=100)
     for ax, key in zip(axes, PLOTTED):
         chance_seen = control_seen = False
@@ -493,7 +624,7 @@ def plot_texts(study: dict, path: Path) -> Path:
                     ax.plot(xs, [m["chance"] for _, m in pts], ":", color="black", lw=1, label=None if chance_seen else "chance")
                     control_seen = chance_seen = True
         ax.set_xscale("log")
-        ticks = sorted({n for c in study["curves"] for n in c["sizes"]})
+        ticks = sorted({n for c in specs for n in c["sizes"]})
         ax.set_xticks(ticks, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in ticks], fontsize=7)
         ax.minorticks_off()
         ax.set_xlabel("shared training texts N")
@@ -504,8 +635,16 @@ def plot_texts(study: dict, path: Path) -> Path:
         ax.tick_params(labelsize=7)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center", ncol=min(len(labels), 5))
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.14, 1, 0.94 if title else 1))
     return _save(fig, path)
+
+
+def plot_texts_long(study: dict, path: Path) -> Path:
+    lc = study["long_curve"]
+    return plot_texts(study, path, "texts-long", [lc], title=f"{lc['subject']} block {lc['layer']} vs the SAE atlas, train texts from the {lc['corpus']} WordNet corpus "
+                      f"({lc['n_train_split']:,} train windows); scored on the board's held-out texts")  # fmt: skip
 
 
 def _bars(ax, groups: list[str], series: list[tuple[str, list[dict | None]]], title: str) -> None:
@@ -581,20 +720,21 @@ def _cell(m: dict | None) -> str:
 
 def find(study: dict, **want) -> dict | None:
     for r in study["records"]:
-        if all(r.get(k) == v for k, v in want.items()):
+        if all(r.get(k, BUILTIN_CORPUS if k == "corpus" else None) == v for k, v in want.items()):
             return r
     return None
 
 
-def _value(study: dict, key: str, **want) -> float | None:
-    r = find(study, **want)
+def _value(study: dict, key: str, corpus: str = BUILTIN_CORPUS, **want) -> float | None:
+    r = find(study, corpus=corpus, **want)
     return r["metrics"][key]["value"] if r and key in r["metrics"] else None
 
 
 def effects(study: dict) -> dict[str, dict[str, dict[str, Any]]]:
     """Per plotted metric and factor, the changes that factor makes (Procrustes, SAE atlas unless the factor is the atlas).
 
-    texts: per curve, value at its largest N minus value at its smallest; subject: the real subjects' range at the
+    texts: per curve, value at its largest N minus value at its smallest; texts_long: the same for the long curve (uncapped
+    corpus; not one of the three factors, whose ranges it would not match); subject: the real subjects' range at the
     subject-axis N; atlas: raw MiniLM L3 minus SAE per real subject — pairs MRR only, the one metric that is the same task
     on both atlases (over raw dimensions translation AUROC/AP score another task, with AP chance ~0.96); method:
     correlation minus Procrustes per real subject (not one of the three factors; shown for scale).
@@ -614,6 +754,14 @@ def effects(study: dict) -> dict[str, dict[str, dict[str, Any]]]:
                 deltas[f"{c['subject']} {lo / 1000:g}k → {hi / 1000:g}k"] = b - a
         if deltas:
             row["texts"] = {"deltas": deltas}
+        lc = study.get("long_curve")
+        if lc:
+            lo, hi = min(lc["sizes"]), max(lc["sizes"])
+            a, b = (
+                _value(study, key, corpus=lc["corpus"], subject=lc["subject"], layer=lc["layer"], atlas=SAE, method="procrustes", n_train=n) for n in (lo, hi)
+            )
+            if a is not None and b is not None:
+                row["texts_long"] = {"deltas": {f"{lc['subject']} L{lc['layer']} {lo / 1000:g}k → {hi / 1000:g}k": b - a}, "a": a, "b": b}
         vals = {n: _value(study, key, subject=n, layer=study["subjects"][n], atlas=SAE, method="procrustes", n_train=n0) for n in real}
         vals = {n: v for n, v in vals.items() if v is not None}
         if len(vals) > 1:
@@ -681,6 +829,14 @@ def conclusion(study: dict, eff: dict) -> list[str]:
             + ", ".join(f"{SHORT[k]} by {_span(c)}" for k, c in texts.items())
             + f" across the {len(study['curves'])} subjects measured; {wins('texts')}."
         )
+    longs = {k: row["texts_long"] for k, row in eff.items() if "texts_long" in row}
+    if longs:
+        lc = study["long_curve"]
+        sentences.append(
+            f"On the uncapped WordNet corpus ({lc['subject']} block {lc['layer']}, section 1b), going from {min(lc['sizes']):,} to {max(lc['sizes']):,} texts changes "
+            + ", ".join(f"{SHORT[k]} by {c['largest']:+.3f} ({c['a']:.3f} → {c['b']:.3f})" for k, c in longs.items())
+            + "."
+        )
     subj = {k: row["subject"] for k, row in eff.items() if "subject" in row}
     if subj:
         sentences.append(
@@ -699,20 +855,25 @@ def conclusion(study: dict, eff: dict) -> list[str]:
 
 
 def effects_table(eff: dict) -> list[str]:
-    lines = ["| metric | texts (per curve, low → high N) | subject (range at the board's N) | atlas (SAE → raw MiniLM L3, per subject) | largest | method, for scale (Procrustes → correlation, per subject) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    has_long = any("texts_long" in row for row in eff.values())
+    lines = ["| metric | texts (per curve, low → high N) | subject (range at the board's N) | atlas (SAE → raw MiniLM L3, per subject) | largest | method, for scale (Procrustes → correlation, per subject) |"
+             + (" texts, long curve (uncapped WordNet; not in \"largest\") |" if has_long else ""),
+             "|---|---|---|---|---|---|" + ("---|" if has_long else "")]  # fmt: skip
     win = winners(eff)
     for key in PLOTTED:
         row = eff.get(key, {})
         cells = []
-        for f in (*FACTORS, "method"):
+        for f in (*FACTORS, "method", *(["texts_long"] if has_long else [])):
             cell = row.get(f)
             if cell is None:
                 cells.append("—")
             elif f == "subject":
                 cells.append(f"{cell['largest']:.3f} ({cell['where']})")
             else:
-                cells.append(_span(cell) + (f" (largest: {cell['where']})" if f == "texts" and len(cell["deltas"]) > 1 else ""))
+                cells.append(
+                    _span(cell)
+                    + (f" (largest: {cell['where']})" if f == "texts" and len(cell["deltas"]) > 1 else f" ({cell['where']})" if f == "texts_long" else "")
+                )
         cells.insert(3, f"**{win[key]}**" if key in win else "—")
         lines.append(f"| {LABEL[key]} | " + " | ".join(cells) + " |")
     return lines
@@ -758,7 +919,7 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
         f"Translation AUROC {PAPER['auroc']}, AP {PAPER['ap']}, retrieval MRR {PAPER['ret_mrr']}, with Llama-3.1-8B as subject, "
         "Gemma-2-2B + Gemma Scope as atlas, on ~500k shared texts. Here: subjects of 22M–500M parameters (4-bit for the LMs), "
         "a 1,536-feature SAE trained on 12k texts of a 384-wide encoder layer, and ≤ "
-        f"{max(max(c['sizes']) for c in study['curves']):,} shared texts. Best here (SAE atlas, any subject, method and N): "
+        f"{max(max(c['sizes']) for c in study['curves'] + ([study['long_curve']] if study.get('long_curve') else [])):,} shared texts. Best here (SAE atlas, any subject, method and N): "
         + "; ".join(best_point(study, key) for key in ("auroc_val", "auroc_all", "ap_val", "ap_all", "ret_mrr"))
         + ".",
         "",
@@ -778,6 +939,8 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
               "Each N is a prefix of one uniform sample of the train split, so a larger N only adds texts.", ""]  # fmt: skip
     lines += table(study, [r for r in study["records"] if "texts" in r["axes"]], ["subject", "layer", "method", "n_train"])
     lines += ["", throughput_note(study), ""]
+    if study.get("long_curve") and "texts_long" in plots:
+        lines += long_section(study, plots["texts_long"])
     # 2. atlas
     lines += ["## 2. Atlas", "", f"![SAE vs raw atlas]({plots['atlas']})", ""]
     lines += [
@@ -815,6 +978,10 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
         )
     lines.append(f"- Activation cache (one entry per space × chunk of texts): {study['cache']['hits']} hits, {study['cache']['misses']} misses this run.")
     lines.append(f"- The train split of the built-in corpus holds {study['n_train_split']:,} texts.")
+    if study.get("long_curve"):
+        lc = study["long_curve"]
+        lines.append(f"- The long curve's corpus ({lc['corpus']}, `{lc['file']}`, sha256 `{lc['sha256'][:16]}…`) holds {lc['rows']:,} rows: {lc['n_train_split']:,} train and "
+                     f"{lc['n_heldout_split']:,} held-out windows; none of the {study['heldout']['distinct']} held-out texts is among its {max(lc['sizes']):,} train texts (asserted).")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -841,7 +1008,7 @@ def table(
 
 
 def throughput_note(study: dict) -> str:
-    tp = study["throughput"]
+    tp = {name: v for name, v in study["throughput"].items() if not name.endswith("long curve")}
     if tp:
         parts = [f"{name} {v['texts_per_s']:.1f} texts/s ({v['texts']:,} texts)" for name, v in tp.items()]
         note = "Forward passes this run: " + "; ".join(parts) + "."
@@ -857,9 +1024,73 @@ def throughput_note(study: dict) -> str:
         subject, atlas = POOLED_ROWS["mpnet (to block 11)"], POOLED_ROWS["atlas (MiniLM L3 + SAE)"]
         hours = (n_all - 3000) * (subject[1] / subject[0] + atlas[1] / atlas[0]) / 3600
         note += (f" At those rates the full curve to all {n_all:,} train texts would need about {hours:.1f} more hours for MPNet alone (the atlas included), "
-                 "far beyond the hour this study had, so the curves stop at 3,000 (10k/30k/47k were not measured). "
-                 "`--curve mpnet:11:1000,3000,10000,30000,all` extends one on a faster machine; the cache keeps every chunk already pooled.")  # fmt: skip
+                 "far beyond the hour this study had, so the curves stop at 3,000 (10k/30k/47k were not measured for these subjects"
+                 + (f"; section 1b goes to N = {max(study['long_curve']['sizes']):,} for the much cheaper {study['long_curve']['subject']} block {study['long_curve']['layer']} "
+                    "on an uncapped WordNet corpus" if study.get("long_curve") else "")
+                 + "). `--curve mpnet:11:1000,3000,10000,30000,all` extends one on a faster machine; the cache keeps every chunk already pooled.")  # fmt: skip
     return note
+
+
+def long_section(study: dict, plot: str) -> list[str]:
+    """Section 1b: the long texts curve (train texts from another corpus file), its table and what it shows, every number from ``study``."""
+    lc = study["long_curve"]
+    lo, hi = min(lc["sizes"]), max(lc["sizes"])
+    recs = [r for r in study["records"] if "texts-long" in r["axes"]]
+    lines = [f"## 1b. Up to N = {hi:,} texts (uncapped WordNet)", "", f"![metrics vs N, uncapped WordNet]({plot})", ""]
+    lines += [
+        f"The built-in corpus caps every WordNet category at 1,500 rows, so its train split stops at {study['n_train_split']:,} windows. Here the train texts come from "
+        f"`{lc['file']}` derived from the same WordNet 3.0 with no cap (`scripts/derive_wordnet_corpus.py --cap-per-category 100000000`; how: the docstring of "
+        f"`scripts/quality_study.py`): {lc['rows']:,} rows, {lc['n_train_split']:,} train windows, sha256 `{lc['sha256'][:16]}…`. Each N is a prefix of one sample "
+        f"({lc['sampling']}) of its train split, cut and split as the built-in corpus is ({lc['window_words']}-word windows, held-out fraction {lc['heldout_fraction']}, "
+        f"split salt `{lc['split_salt']}`): the split is a keyed hash of each window's text, so the board's held-out texts are held out here too, and none of them is "
+        f"among the {hi:,} train texts (asserted). {lc['shared_with_builtin_train']:,} of those {hi:,} are also in the built-in train split. "
+        f"Subject {lc['subject']} at block {lc['layer']} (a board pair), atlas the same SAE, every point scored on the same {study['heldout']['n']} held-out texts as above.",
+        "",
+        "Solid: Procrustes; dotted: correlation (same statistics); dashed grey: the shuffled-T control; dotted black: chance.",
+        "",
+    ]
+    lines += table(study, recs, ["subject", "layer", "method", "n_train"])
+    sentences = []
+    for method in study["methods"]:
+        moves = []
+        for key in PLOTTED:
+            a = _value(study, key, corpus=lc["corpus"], subject=lc["subject"], layer=lc["layer"], atlas=SAE, method=method, n_train=lo)
+            b = _value(study, key, corpus=lc["corpus"], subject=lc["subject"], layer=lc["layer"], atlas=SAE, method=method, n_train=hi)
+            if a is not None and b is not None:
+                moves.append(f"{SHORT[key]} {a:.3f} → {b:.3f} ({b - a:+.3f})")
+        if moves:
+            sentences.append(f"From {lo:,} to {hi:,} texts, {'Procrustes' if method == 'procrustes' else method} moves " + ", ".join(moves) + ".")
+    sizes = sorted(lc["sizes"])
+    if len(sizes) > 2:
+        prev = sizes[-2]
+        steps, controls = [], []
+        for key in PLOTTED:
+            a = _value(study, key, corpus=lc["corpus"], subject=lc["subject"], layer=lc["layer"], atlas=SAE, method="procrustes", n_train=prev)
+            b = _value(study, key, corpus=lc["corpus"], subject=lc["subject"], layer=lc["layer"], atlas=SAE, method="procrustes", n_train=hi)
+            ctl = [
+                r["metrics"][key]["control"] for r in recs if r["method"] == "procrustes" and key in r["metrics"] and r["metrics"][key]["control"] is not None
+            ]
+            if a is not None and b is not None:
+                steps.append(f"{SHORT[key]} {b - a:+.3f}")
+            if ctl:
+                controls.append(f"{SHORT[key]} {min(ctl):.3f}–{max(ctl):.3f}")
+        sentences.append(
+            f"The last step ({prev:,} → {hi:,}) changes the Procrustes metrics by " + ", ".join(steps)
+            + "; over the whole curve their shuffled-T controls stay within " + ", ".join(controls) + "."
+        )  # fmt: skip
+    lines += ["", " ".join(sentences), "", long_throughput_note(study), ""]
+    return lines
+
+
+def long_throughput_note(study: dict) -> str:
+    lc = study["long_curve"]
+    tp = {name: v for name, v in study["throughput"].items() if name.endswith("long curve")}
+    if tp:
+        parts = [f"{name.removesuffix(', long curve')} {v['texts_per_s']:.1f} texts/s ({v['texts']:,} texts)" for name, v in tp.items()]
+        return "Forward passes for this curve this run: " + "; ".join(parts) + "."
+    parts = [f"{name} {n / s:.1f} texts/s ({n:,} texts)" for name, (n, s) in POOLED_LONG.items()]
+    return (f"Every row of this curve came from the activation cache this run. When its {max(lc['sizes']):,} train texts were pooled "
+            "(`--rows-only`, one thread, 2 CPU cores shared with other jobs; WordNet windows average ~11 words): " + "; ".join(parts) + ".")  # fmt: skip
 
 
 def pooling_table(p: dict | None) -> list[str]:
@@ -898,6 +1129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default docs/, or a temporary folder with --quick)")
     parser.add_argument("--rows-only", action="store_true", help="only pool (and cache) the curves' activations, in the order given; no fits, no outputs")
     parser.add_argument("--replot", action="store_true", help="re-render QUALITY.md and the plots from OUT/quality.json (no fits)")
+    parser.add_argument(
+        "--long-curve",
+        default=None,
+        help=f"NAME:LAYER:SIZES of the long texts curve, its train texts from --long-corpus ('all' = its whole train split; default {DEFAULT_LONG_CURVE} when a long corpus is found)",
+    )
+    parser.add_argument(
+        "--long-corpus",
+        default=None,
+        help=f"corpus file of the long curve's train texts (default ${LONG_CORPUS_ENV}, else {LONG_CORPUS_HOME} if present; see the docstring)",
+    )
     parser.add_argument("--cache", default=None, help="activation cache (default $ATLAS_ALIGN_ACTIVATION_CACHE, else ~/.cache/atlas-align/activations)")
     args = parser.parse_args(argv)
     args.argv = argv
@@ -907,6 +1148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.subject_n, args.heldout = min(args.subject_n, 400), min(args.heldout, 100)
         args.raw_atlas_layers = "3" if args.raw_atlas_layers == "1,2,3,5" else args.raw_atlas_layers
     args.curve = args.curve or DEFAULT_CURVES
+    if args.long_corpus is None and not args.quick:
+        found = os.environ.get(LONG_CORPUS_ENV) or (str(LONG_CORPUS_HOME) if LONG_CORPUS_HOME.is_file() else None)
+        if found and (args.long_curve or not args.replot):
+            args.long_corpus = found
+            say(f"long curve corpus: {found}")
+    if args.long_curve and not args.long_corpus:
+        parser.error(f"--long-curve needs --long-corpus (or ${LONG_CORPUS_ENV}, or {LONG_CORPUS_HOME}); see the docstring for how to derive it")
+    if args.long_corpus and not args.long_curve:
+        args.long_curve = DEFAULT_LONG_CURVE
+    if not args.long_corpus and not args.replot and not args.quick:
+        say(f"no long-curve corpus (--long-corpus, ${LONG_CORPUS_ENV} or {LONG_CORPUS_HOME}): section 1b is left out")
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="quality-quick-")) if args.quick else REPO / "docs")
     args.cache = args.cache or os.environ.get("ATLAS_ALIGN_ACTIVATION_CACHE") or str(Path.home() / ".cache" / "atlas-align" / "activations")
     os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
@@ -918,13 +1170,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = json.loads((out / "quality.json").read_text(encoding="utf-8"))
     else:
         args.n_train_split = sum(1 for _ in iter_samples(CorpusConfig(), "train"))
+        args.long_curve_parsed = args.long_corpus_info = None
+        if args.long_curve:
+            if not Path(args.long_corpus).expanduser().is_file():
+                parser.error(f"--long-corpus {args.long_corpus}: no such file; see the docstring for how to derive it")
+            args.long_corpus_info = long_corpus_info(args.long_corpus)
+            args.n_long_train_split = args.long_corpus_info["n_train_split"]
+            args.long_curve_parsed = parse_curve(args.long_curve, args.n_long_train_split)
+            say(f"long curve: {args.long_curve} on {args.long_corpus} ({args.n_long_train_split:,} train windows)")
         study = run_study(args)
     if args.rows_only:
         say(f"rows pooled: {study}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     plots = {"texts": "quality_texts.png", "atlas": "quality_atlas.png", "subjects": "quality_subjects.png"}
-    plotters: dict[str, Callable[[dict, Path], Path]] = {"texts": plot_texts, "atlas": plot_atlas, "subjects": plot_subjects}
+    plotters: dict[str, Callable[[dict, Path], Path]] = {"texts": plot_texts, "atlas": plot_atlas, "subjects": plot_subjects, "texts_long": plot_texts_long}
+    if study.get("long_curve"):
+        plots["texts_long"] = "quality_texts_long.png"
     for name, filename in plots.items():
         plotters[name](study, out / filename)
     if not args.replot:
