@@ -23,10 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_align.errors import ConfigError
 
-BUILTIN = "builtin"
-# Built-in atlases besides the default one ('builtin'), by the id they record, plus short aliases.
+BUILTIN = "builtin"  # the default built-in atlas
+# The built-in atlases by the id an artifact records: the first default (1,536 features) and the stronger one
+# that is the default since issue 14 (4,096 features, 340 validated). Names → recorded id; old artifacts keep theirs.
+BUILTIN_1536 = "builtin:minilm-l3-wordnet"
 BUILTIN_4K = "builtin:minilm-l3-wordnet-4k"
-BUILTIN_NAMES = {BUILTIN_4K: BUILTIN_4K, "builtin-4k": BUILTIN_4K}
+DEFAULT_BUILTIN = BUILTIN_4K
+BUILTIN_NAMES = {BUILTIN: DEFAULT_BUILTIN, BUILTIN_1536: BUILTIN_1536, "builtin-1536": BUILTIN_1536, BUILTIN_4K: BUILTIN_4K, "builtin-4k": BUILTIN_4K}
 RAW_PREFIX = "model:"
 
 
@@ -129,10 +132,11 @@ class AtlasSpec(BaseModel):
         text = str(spec).strip()
         if not text:
             raise ConfigError("The atlas spec is empty: use 'builtin', a folder, 'org/name' or 'model:NAME@LAYER'.")
-        if text in BUILTIN_NAMES:  # a named built-in atlas other than the default
+        if text in BUILTIN_NAMES:  # 'builtin' (the default), a recorded built-in id, or a short alias
             return cls(kind="builtin", id=BUILTIN_NAMES[text], revision=revision)
-        if text == BUILTIN or text.startswith(BUILTIN + ":"):  # 'builtin:minilm-l3-wordnet' is the recorded id
-            return cls(kind="builtin", id=BUILTIN, revision=revision)
+        if text.startswith(BUILTIN + ":") or text.startswith(BUILTIN + "-"):
+            known = ", ".join(repr(n) for n in BUILTIN_NAMES)
+            raise ConfigError(f"There is no built-in atlas {text!r}: the built-in ones are {known}.")
         if text.startswith(RAW_PREFIX):
             name, _, selector = text[len(RAW_PREFIX) :].rpartition("@")
             if not name or not selector:

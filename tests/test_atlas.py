@@ -192,7 +192,8 @@ def test_builtin_atlas_ships_and_finds_animals():
     atlas = Atlas.load("builtin")
     assert atlas.config.model_id == "sentence-transformers/all-MiniLM-L6-v2"
     assert atlas.ref.kind == "sae" and atlas.ref.atlas_id.startswith("builtin")
-    assert atlas.config.d_in == 384 and 1024 <= atlas.width <= 2048
+    assert atlas.config.d_in == 384 and atlas.width >= 4096  # the 4k atlas (issue 14); the 1,536-feature one by name
+    assert Atlas.load("builtin:minilm-l3-wordnet").width == 1536
     top, _ = atlas.labels.search("animal")[0]
     assert top.validated and "noun.animal" in top.label and top.score >= 0.8
     assert len(atlas.labels.validated()) >= 20
@@ -233,7 +234,7 @@ def test_default_atlas_build_from_real_model(tmp_path):
     # What reproduces across machines (float summation order differs between CPUs and BLAS builds,
     # so a rebuild is not bit-for-bit): the same features — each shipped decoder row has a rebuilt
     # twin at cosine ≥ 0.9 (same seed and data, tiny numeric drift) — and about as many validated ones.
-    shipped = Atlas.load("builtin")
+    shipped = Atlas.load("builtin:minilm-l3-wordnet")  # DEFAULT_ATLAS_BUILD is the first default's build
     rebuilt = torch.nn.functional.normalize(atlas.sae.W_dec.detach().float(), dim=1)
     original = torch.nn.functional.normalize(shipped.sae.W_dec.detach().float(), dim=1)
     best = (original @ rebuilt.T).max(dim=1).values

@@ -1,4 +1,5 @@
-"""The stronger built-in atlas (issue 14): its name loads, its build config is what ships, docs/ATLAS.md is generated."""
+"""The stronger built-in atlas (issue 14), the default since: its names load, the first default stays loadable by its
+recorded id, its build config is what ships, docs/ATLAS.md is generated."""
 
 from __future__ import annotations
 
@@ -8,23 +9,29 @@ from pathlib import Path
 
 import pytest
 
-from atlas_align.atlas.atlas import BUILTIN_ATLAS_ID, STRONG_ATLAS_ID, Atlas, builtin_atlas_dir
+from atlas_align.atlas.atlas import BUILTIN_ATLAS_ID, DEFAULT_ATLAS_ID, STRONG_ATLAS_ID, Atlas, builtin_atlas_dir
 from atlas_align.atlas.build import DEFAULT_ATLAS_BUILD, STRONG_ATLAS_BUILD, AtlasBuildConfig, category_label, category_stats
 from atlas_align.atlas.labels import FeatureLabel, FeatureLabels
 from atlas_align.corpus.sources import iter_samples
-from atlas_align.refs import BUILTIN, AtlasSpec
+from atlas_align.errors import ConfigError
+from atlas_align.refs import AtlasSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_4k_name_parses_and_the_default_names_are_unchanged():
-    for text in ("builtin-4k", STRONG_ATLAS_ID):
+def test_builtin_is_the_4k_atlas_and_the_first_default_keeps_its_name():
+    assert DEFAULT_ATLAS_ID == STRONG_ATLAS_ID
+    for text in ("builtin", "builtin-4k", STRONG_ATLAS_ID):
         spec = AtlasSpec.parse(text)
         assert (spec.kind, spec.id) == ("builtin", STRONG_ATLAS_ID)
         assert AtlasSpec.parse(str(spec)) == spec  # what an artifact records parses back to the same atlas
-    for text in ("builtin", BUILTIN_ATLAS_ID):  # the default atlas answers to the same names as before
-        assert AtlasSpec.parse(text) == AtlasSpec(kind="builtin", id=BUILTIN)
-    assert builtin_atlas_dir() != builtin_atlas_dir(STRONG_ATLAS_ID)
+    for text in ("builtin-1536", BUILTIN_ATLAS_ID):  # artifacts fitted on the first default record this id
+        spec = AtlasSpec.parse(text)
+        assert (spec.kind, spec.id) == ("builtin", BUILTIN_ATLAS_ID) and AtlasSpec.parse(str(spec)) == spec
+    assert builtin_atlas_dir() == builtin_atlas_dir(STRONG_ATLAS_ID) != builtin_atlas_dir(BUILTIN_ATLAS_ID)
+    for typo in ("builtin:minilm-l3", "builtin-8k", "builtin:"):
+        with pytest.raises(ConfigError, match="built-in ones are"):
+            AtlasSpec.parse(typo)
 
 
 def test_the_4k_atlas_loads_by_name_and_ships_its_build():
@@ -34,7 +41,8 @@ def test_the_4k_atlas_loads_by_name_and_ships_its_build():
     assert atlas.config.build == STRONG_ATLAS_BUILD.model_dump(mode="json")  # the folder is exactly STRONG_ATLAS_BUILD
     assert atlas.config.training.validated_features == len(atlas.labels.validated()) and len(atlas.labels) == atlas.width
     assert Atlas.load(AtlasSpec.from_ref(atlas.ref)).atlas_id == STRONG_ATLAS_ID  # recorded ref → the same atlas
-    default = Atlas.load("builtin")
+    assert Atlas.load("builtin").atlas_id == STRONG_ATLAS_ID
+    default = Atlas.load(BUILTIN_ATLAS_ID)  # the first default
     assert default.atlas_id == BUILTIN_ATLAS_ID and default.width < atlas.width
     # (the default's atlas.json predates some CorpusConfig fields, so compare it as a config, missing fields at their defaults)
     assert AtlasBuildConfig.model_validate(default.config.build) == DEFAULT_ATLAS_BUILD == AtlasBuildConfig()
@@ -54,8 +62,8 @@ def test_strong_config_takes_every_window_of_the_builtin_corpus():
 
 def test_build_script_maps_atlas_names_to_configs():
     script = runpy.run_path(str(REPO / "scripts" / "build_default_atlas.py"))
-    default, strong = script["ATLASES"]["default"], script["ATLASES"]["strong"]
-    assert default[0] is DEFAULT_ATLAS_BUILD and default[1] == BUILTIN_ATLAS_ID and default[2] == builtin_atlas_dir()
+    default, strong = script["ATLASES"]["1536"], script["ATLASES"]["4k"]
+    assert default[0] is DEFAULT_ATLAS_BUILD and default[1] == BUILTIN_ATLAS_ID and default[2] == builtin_atlas_dir(BUILTIN_ATLAS_ID)
     assert strong[0] is STRONG_ATLAS_BUILD and strong[1] == STRONG_ATLAS_ID and strong[2] == builtin_atlas_dir(STRONG_ATLAS_ID)
 
 

@@ -30,18 +30,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_align.atlas.labels import LABELS_FILENAME, FeatureLabels
 from atlas_align.errors import ArtifactNotFound, ConfigError, IntegrityError, ModelLoadError, ShapeMismatchError
 from atlas_align.models.activations import ActivationExtractor, Hookpoint, hidden_size, resolve_hookpoint
-from atlas_align.refs import BUILTIN, BUILTIN_4K, AtlasRef, AtlasSpec, PoolingConfig
+from atlas_align.refs import BUILTIN, BUILTIN_4K, BUILTIN_1536, BUILTIN_NAMES, DEFAULT_BUILTIN, AtlasRef, AtlasSpec, PoolingConfig
 
 FORMAT_VERSION = 1
 ATLAS_CONFIG_FILENAME = "atlas.json"
 SAE_DIRNAME = "sae"
 CARD_FILENAME = "README.md"
-BUILTIN_DIRNAME = "default_atlas"
-BUILTIN_ATLAS_ID = "builtin:minilm-l3-wordnet"
-STRONG_ATLAS_ID = BUILTIN_4K  # the stronger built-in atlas (issue 14), not the default: Atlas.load("builtin-4k")
+BUILTIN_DIRNAME = "default_atlas"  # the first default atlas (1,536 features); the folder keeps its name
+BUILTIN_ATLAS_ID = BUILTIN_1536  # Atlas.load("builtin:minilm-l3-wordnet") / "builtin-1536"
+STRONG_ATLAS_ID = BUILTIN_4K  # the stronger built-in atlas (issue 14): Atlas.load("builtin-4k")
 STRONG_DIRNAME = "atlas_4k"
-# Built-in atlas spec id → (package data folder, recorded atlas id).
-BUILTIN_ATLASES = {BUILTIN: (BUILTIN_DIRNAME, BUILTIN_ATLAS_ID), STRONG_ATLAS_ID: (STRONG_DIRNAME, STRONG_ATLAS_ID)}
+DEFAULT_ATLAS_ID = DEFAULT_BUILTIN  # the id the default atlas ('builtin') records
+# Recorded built-in atlas id → (package data folder, recorded atlas id).
+BUILTIN_ATLASES = {BUILTIN_ATLAS_ID: (BUILTIN_DIRNAME, BUILTIN_ATLAS_ID), STRONG_ATLAS_ID: (STRONG_DIRNAME, STRONG_ATLAS_ID)}
 ATLAS_POOLING = PoolingConfig(exclude_first="auto", outlier_ratio=None)
 
 
@@ -350,11 +351,12 @@ class Atlas:
 
 def builtin_atlas_dir(name: str = BUILTIN) -> Path:
     """A built-in atlas shipped inside the package (a real folder in wheels and editable installs): 'builtin' is the default."""
+    name = BUILTIN_NAMES.get(name, name)
     dirname, _ = BUILTIN_ATLASES[name]
     folder = resources.files("atlas_align") / "data" / dirname
     path = Path(str(folder))
     if not (path / ATLAS_CONFIG_FILENAME).is_file():
-        option = "" if name == BUILTIN else " --atlas strong"
+        option = " --atlas 1536" if name == BUILTIN_ATLAS_ID else ""
         raise ArtifactNotFound(
             f"The built-in atlas {name!r} is missing from this installation ({path}). Reinstall atlas-align, or rebuild it with "
             f"`python scripts/build_default_atlas.py{option}`."
@@ -439,7 +441,7 @@ def render_card(atlas: Atlas) -> str:
         "",
         "```python",
         "from atlas_align.atlas.atlas import Atlas",
-        f"atlas = Atlas.load({BUILTIN if atlas.atlas_id == BUILTIN_ATLAS_ID else atlas.atlas_id!r})",
+        f"atlas = Atlas.load({atlas.atlas_id!r})",
         'atlas.labels.search("animal")',
         "```",
         "",
