@@ -66,9 +66,15 @@ NOTES = """\
   so no choice of feature or split validates them reliably. Token-level SAE features of MiniLM's layer 3 are
   lexical; a WordNet verb category is a semantic class with a varied vocabulary. From k = 64 on, every attempt
   covers the same number of categories, whatever its width or length.
+* **A deeper layer does not help.** The same build (width 4,096, k 128, 1M tokens) on MiniLM's layer 4 and
+  layer 5 (the last; `L4-…`, `L5-…`) validates fewer features than layer 3 and covers fewer categories, and at
+  layer 4 noun.plant takes an even larger share. Our reading (not tested): later layers of this sentence encoder mix a text's tokens
+  into sentence-level directions, so fewer single SAE features separate one WordNet category from the rest.
+  Layer 3 stays; the category ceiling above is what a different atlas *model* would have to lift.
 * **The price of k = 128.** With a third of the model's 384 dimensions active per token, many features fire on
   more than half of all windows (the dense column) and carry little concept information. k = 64 keeps far fewer
-  dense features but validates about half as many; whoever makes this atlas the default should weigh the two.
+  dense features but validates about half as many. The default kept k = 128: a concept search or explanation can
+  only use validated features, and the dense ones are never validated, so they cost size, not answers.
 * **Why noun.plant dominates.** Plant windows are the longest in tokens (Latin genus and species names split into
   many word pieces; see the share of training tokens) and lexically the most uniform ("genus", "family", "shrub",
   "leaves"), so the SAE spends many features on them and each fires on most plant glosses. The held-out windows
