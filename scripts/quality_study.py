@@ -8,8 +8,14 @@ Three axes, every point scored on the same held-out texts the published board ve
    statistics are accumulated once, streaming, and snapshotted at every N.
 2. **atlas**: every board subject at its best layer (highest Procrustes retrieval MRR on
    ``leaderboard/leaderboard.json``) against the built-in SAE atlas (MiniLM-L6 layer 3 + a
-   1,536-feature TopK SAE) and against raw MiniLM layers (``model:minilm@L``, no SAE, no labels:
-   translation and pairs only). Only layer 3 has an SAE.
+   1,536-feature TopK SAE, ``builtin:minilm-l3-wordnet``, named explicitly: the library's default is becoming the 4k one),
+   against raw MiniLM layers (``model:minilm@L``, no SAE, no labels: translation and pairs only) and (2a) against every
+   other SAE atlas of ``--sae-atlases SPEC[=LABEL],...`` (default: both shipped atlases, i.e. also the 4,096-feature
+   ``builtin:minilm-l3-wordnet-4k``; a spec may be an atlas folder, e.g. one of ``scripts/atlas_sweep.py``'s attempts).
+   Their records carry ``"atlas": "sae:<name>"`` (the 1,536-feature one keeps ``"sae"``) and quality.json's
+   ``"sae_atlases"`` what each atlas is (layer, width, k, training texts, tokens shown, validated features, categories).
+   Validated-feature AUROC/AP and retrieval average over each atlas's own validated features / concepts: across atlases
+   they compare different feature sets; pairs MRR and the all-eligible-feature AUROC/AP are the like-for-like ones.
 3. **subject**: the same subjects with the SAE atlas at one N (the board's 1,000 texts).
 
 1b. **texts, long curve** (``--long-curve NAME:LAYER:SIZES --long-corpus FILE``): one subject against the same SAE atlas,
@@ -43,6 +49,7 @@ the rows cached for MiniLM as a subject.
     python scripts/quality_study.py --quick         # smoke run (MiniLM only, 400 texts; < 2 min), written to a temporary folder
     python scripts/quality_study.py --replot        # re-render QUALITY.md and the plots from docs/quality.json
     python scripts/quality_study.py --curve mpnet:11:1000,3000,10000,30000,all   # a longer curve (~3 MPNet texts/s on 2 shared cores)
+    python scripts/quality_study.py --sae-atlases builtin:minilm-l3-wordnet-4k,/path/to/atlas-folder=L5   # more SAE atlases (1,300 MiniLM texts each)
 """
 
 from __future__ import annotations
@@ -70,13 +77,15 @@ BOARD_TRAIN, BOARD_HELDOUT = 1000, 300  # what leaderboard/ was built with (--sa
 DEFAULT_CURVES = ["mpnet:11:1000,2000,3000", "smollm2:14:1000,2000,3000", "gemma3-270m:17:1000,2000,3000"]  # what ~1 h of 2 shared CPU cores pooled
 QUICK_CURVES = ["minilm:3:390,400"]
 ATLAS = "builtin:minilm-l3-wordnet"  # the SAE atlas, loaded by its explicit name (the library's default atlas may change)
+ATLAS_4K = "builtin:minilm-l3-wordnet-4k"  # the other shipped atlas (4,096 features, k 128): becoming the library's default
+DEFAULT_SAE_ATLASES = f"{ATLAS},{ATLAS_4K}"  # --sae-atlases: both shipped atlases
 BUILTIN_CORPUS = "builtin"
 LONG_CORPUS = "wordnet-full (uncapped)"  # the "corpus" of the long curve's records
 DEFAULT_LONG_CURVE = "minilm:5:1000,3000,10000,30000,50000,60000"  # MiniLM at block 5 is cheap (6 layers, 384 wide): a board pair
 LONG_CORPUS_ENV = "ATLAS_ALIGN_LONG_CORPUS"
 LONG_CORPUS_HOME = Path.home() / ".cache" / "atlas-align" / "wordnet-full" / "wordnet_corpus.jsonl.gz"
 SUBJECT_MODELS = ["mpnet", "smollm2", "gemma3-270m", "qwen-coder-0.5b", "minilm"]
-SAE = "sae"
+SAE = "sae"  # the atlas key of ATLAS's records; another SAE atlas's is "sae:<its name>" (see parse_sae_atlases)
 # (key in a point's metrics, benchmark, metric in its result, label)
 METRICS = [
     ("auroc_val", "translation", "auroc_validated", "translation AUROC, validated features"),
@@ -91,6 +100,8 @@ METRICS = [
     ("pairs_top1", "pairs", "top1", "pairs top-1"),
 ]
 PLOTTED = ["auroc_val", "auroc_all", "ap_all", "ret_mrr", "pairs_mrr"]
+OWN_FEATURES = ("auroc_val", "ap_val", "ret_mrr", "ret_mpp")  # average over each SAE atlas's own validated features / concepts
+LIKE_FOR_LIKE = ("auroc_all", "ap_all", "pairs_mrr")  # across SAE atlases: all eligible features / all held-out texts
 LABEL = {key: label for key, _, _, label in METRICS}
 # Forward-pass throughput measured when the committed rows were pooled (`--rows-only`, 2026-11-26, 2 CPU cores shared with
 # 4 other jobs; batch 16, max length 128): texts, seconds. A default run finds every row cached and measures nothing.
@@ -135,14 +146,70 @@ def chunk_edges(n: int, step: int = 1000) -> list[int]:
 class Point:
     subject: str
     layer: int
-    atlas: str  # "sae" or "raw@L" (MiniLM layer L)
+    atlas: str  # "sae" (ATLAS), "sae:<name>" (another SAE atlas, --sae-atlases) or "raw@L" (MiniLM layer L)
     method: str
     n: int
     corpus: str = BUILTIN_CORPUS  # BUILTIN_CORPUS or LONG_CORPUS: where the train texts came from
 
 
-def atlas_name(atlas: str) -> str:
-    return "SAE (MiniLM L3)" if atlas == SAE else f"raw MiniLM L{atlas.split('@')[1]}"
+def parse_sae_atlases(text: str) -> dict[str, tuple[str, str | None]]:
+    """'SPEC[=LABEL],...' → {atlas key: (spec, label or None)}, ATLAS first (always, key "sae").
+
+    A spec is what ``load_atlas_space`` takes: a built-in name or an atlas folder. Its key is "sae" for ATLAS (so the records of
+    earlier runs keep theirs), "sae:<folder name>" for a folder, else "sae:<spec>".
+    """
+    out: dict[str, tuple[str, str | None]] = {SAE: (ATLAS, None)}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        spec, _, label = item.partition("=")
+        spec = spec.strip()
+        folder = Path(spec).expanduser()
+        key = SAE if spec == ATLAS else f"sae:{folder.name}" if folder.is_dir() else f"sae:{spec}"
+        if key in out and out[key][0] != spec:
+            raise ValueError(f"--sae-atlases: {spec} and {out[key][0]} would share the key {key}")
+        out[key] = (spec, label.strip() or out.get(key, (None, None))[1])
+    return out
+
+
+def is_sae(atlas: str) -> bool:
+    return atlas == SAE or atlas.startswith("sae:")
+
+
+def atlas_name(atlas: str, study: dict | None = None) -> str:
+    meta = (study or {}).get("sae_atlases", {}).get(atlas)
+    if meta:
+        return meta["label"]
+    if is_sae(atlas):
+        return "SAE (MiniLM L3)" if atlas == SAE else atlas
+    return f"raw MiniLM L{atlas.split('@')[1]}"
+
+
+def atlas_order(atlas: str, study: dict | None = None) -> str:
+    """Sort key: raw atlases by layer, then the SAE atlases in --sae-atlases order (ATLAS first)."""
+    order = list((study or {}).get("sae_atlases", {})) or [SAE]
+    return f"1{order.index(atlas):04d}" if atlas in order else f"0{atlas}" if not is_sae(atlas) else f"2{atlas}"
+
+
+def sae_label(key: str, spec: str, space) -> str:
+    """Default name of an SAE atlas: its layer, width and k (+ "attempt" for a folder that is not a shipped atlas)."""
+    c = space.atlas.config
+    return f"SAE L{c.layer} {c.width:,}/k{c.training.k}" + ("" if spec.startswith("builtin") else " (attempt)")
+
+
+def sae_meta(key: str, spec: str, label: str | None, space) -> dict:
+    """What the study records about an SAE atlas: identity, shape, training and labels (atlas.json + labels.jsonl)."""
+    from atlas_align.atlas.build import category_stats
+
+    c = space.atlas.config
+    cats = category_stats(space.labels)
+    return {
+        "spec": spec, "shipped": spec.startswith("builtin"), "id": space.ref.atlas_id, "revision": space.ref.revision, "name": c.name, "label": label or sae_label(key, spec, space),
+        "model_id": c.model_id, "layer": c.layer, "hookpoint": c.hookpoint, "width": c.width, "k": c.training.k,
+        "training_texts": c.corpus.n_train_texts, "corpus_train_tokens": c.corpus.n_train_tokens,
+        "tokens_shown": c.training.steps * c.training.batch_tokens, "steps": c.training.steps, "explained_variance": c.training.explained_variance,
+        "dead_features": c.training.dead_features, "dense_features": c.training.dense_features,
+        "validated_features": len(space.labels.validated()), "categories_covered": cats["categories_covered"],
+        "max_category": cats["max_category"], "max_share": round(cats["max_share"], 4),
+    }  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ activations
@@ -158,7 +225,7 @@ class Rows:
         self.board_hooks = board_hooks
         self.pooling = PoolingConfig()
         self._model: tuple[str, Any] | None = None
-        self._atlas = None
+        self._spaces: dict[str, Any] = {}  # SAE atlas spaces by spec
         self.seconds: dict[str, float] = defaultdict(float)
         self.computed: dict[str, int] = defaultdict(int)
 
@@ -178,14 +245,19 @@ class Rows:
         known = self.board_hooks.get((canonical_model_id(name), layer))
         return known or resolve_hookpoint(self.model(name)[0], layer).path
 
-    @property
-    def atlas(self):
-        if self._atlas is None:
+    def space(self, spec: str):
+        """The SAE atlas ``spec`` (a built-in name or a folder), loaded once."""
+        if spec not in self._spaces:
             from atlas_align.atlas.spaces import load_atlas_space
 
-            self._atlas = load_atlas_space(ATLAS, batch_size=BATCH, max_length=MAX_LENGTH)
-            assert self._atlas.ref.atlas_id == ATLAS, (self._atlas.ref.atlas_id, ATLAS)
-        return self._atlas
+            space = load_atlas_space(spec, batch_size=BATCH, max_length=MAX_LENGTH)
+            assert spec != ATLAS or space.ref.atlas_id == ATLAS, (space.ref.atlas_id, ATLAS)
+            self._spaces[spec] = space
+        return self._spaces[spec]
+
+    @property
+    def atlas(self):
+        return self.space(ATLAS)
 
     def subject(self, name: str, layers: Sequence[int], chunks: Sequence[list[str]], label: str | None = None) -> dict[int, Any]:
         """{layer: (N, d) rows} over the concatenated chunks, one forward sweep per missing chunk."""
@@ -223,21 +295,23 @@ class Rows:
                 parts[layer].append(got[layer])
         return {layer: torch.cat(parts[layer]) for layer in layers}
 
-    def atlas_rows(self, chunks: Sequence[list[str]], label: str = "atlas (MiniLM L3 + SAE)"):
+    def atlas_rows(self, chunks: Sequence[list[str]], label: str = "atlas (MiniLM L3 + SAE)", space=None):
+        """An SAE atlas's pooled rows (ATLAS unless ``space``), cached under its atlas id + revision, chunk by chunk."""
         import torch
 
         from atlas_align.models.cache import atlas_identity
 
+        space = space if space is not None else self.atlas
         out = []
         for chunk in chunks:
             misses = self.cache.misses
             start = time.perf_counter()
-            out.append(self.cache.pooled(self.atlas, atlas_identity(self.atlas.ref.atlas_id, self.atlas.ref.revision, MAX_LENGTH), chunk))
+            out.append(self.cache.pooled(space, atlas_identity(space.ref.atlas_id, space.ref.revision, MAX_LENGTH), chunk))
             if self.cache.misses > misses:
                 seconds = time.perf_counter() - start
                 self.seconds[label] += seconds
                 self.computed[label] += len(chunk)
-                say(f"  atlas: {len(chunk)} texts in {seconds:.0f}s ({len(chunk) / seconds:.1f} texts/s)")
+                say(f"  {label}: {len(chunk)} texts in {seconds:.0f}s ({len(chunk) / seconds:.1f} texts/s)")
         return torch.cat(out)
 
     def release(self) -> None:
@@ -346,6 +420,8 @@ def run_study(args) -> dict:
     else:
         subjects = {name: best[canonical_model_id(name)][0] for name in SUBJECT_MODELS}
     raw_layers = [int(x) for x in args.raw_atlas_layers.split(",") if x]
+    sae_specs = args.sae_atlases_parsed  # {atlas key: (spec, label)}, SAE (ATLAS) first
+    extra_sae = [key for key in sae_specs if key != SAE]
     n_subject = args.subject_n
     max_n = max([n_subject] + [max(sizes) for _, _, sizes in curves])
     say(f"drawing the train sample (first {max_n}) and {args.heldout} held-out texts ...")
@@ -376,10 +452,25 @@ def run_study(args) -> dict:
             axes[Point(name, layer, SAE, method, n_subject)].update({"subject", "atlas"})
             for raw in raw_layers:
                 axes[Point(name, layer, f"raw@{raw}", method, n_subject)].add("atlas")
+            for key in extra_sae:
+                axes[Point(name, layer, key, method, n_subject)].add("atlas")
 
     # Rows: the atlas side grows with the subjects' N (chunks are cached, so it is pooled once per text).
     atlas_space = rows.atlas
     sae_heldout = rows.atlas_rows(heldout_chunks)
+    sae_info = {key: sae_meta(key, spec, label, rows.space(spec)) for key, (spec, label) in sae_specs.items()}
+    sae_rows_label = {key: f"atlas ({sae_info[key]['label']})" for key in extra_sae}
+
+    def extra_sae_rows() -> tuple[dict, dict]:
+        """Each extra SAE atlas's rows on the subjects' N train texts and the held-out texts (MiniLM forwards, cached per atlas id + revision)."""
+        train, held = {}, {}
+        for key in extra_sae:
+            space = rows.space(sae_specs[key][0])
+            say(f"SAE atlas {sae_info[key]['label']} ({space.ref.atlas_id}): rows for {n_subject} train + {len(heldout_texts)} held-out texts ...")
+            train[key] = rows.atlas_rows(chunks(n_subject), label=sae_rows_label[key], space=space)
+            held[key] = rows.atlas_rows(heldout_chunks, label=sae_rows_label[key], space=space)
+        return train, held
+
     long_label = {"atlas": "atlas (MiniLM L3 + SAE), long curve"}
     if long:
         long_label["subject"] = f"{long[0]} (to block {long[1]}), long curve"
@@ -401,6 +492,7 @@ def run_study(args) -> dict:
             rows.atlas_rows(chunks(max(sizes)))
             rows.subject(name, [layer], chunks(max(sizes)))
             rows.subject(name, [layer], heldout_chunks)
+        extra_sae_rows()
         if long:
             say(f"rows for the long curve, {long[0]} block {long[1]} up to N = {max(long[2]):,} ({LONG_CORPUS}) ...")
             rows.subject(long[0], [long[1]], heldout_chunks, label=long_label["subject"])
@@ -411,6 +503,7 @@ def run_study(args) -> dict:
         say(f"raw MiniLM layers {raw_layers} (MiniLM's own pooled rows) ...")
         raw_train = rows.subject("minilm", raw_layers, chunks(n_subject))
         raw_heldout = rows.subject("minilm", raw_layers, heldout_chunks)
+    extra_train, extra_heldout = extra_sae_rows()
     minilm_id = canonical_model_id("minilm")
     raw_spaces = {
         raw: InMemorySpace({heldout_texts[0]: raw_heldout[raw][0]}, ref=AtlasRef(atlas_id=raw_atlas_id(minilm_id, rows.hookpoint("minilm", raw)), model_id=minilm_id,
@@ -419,6 +512,7 @@ def run_study(args) -> dict:
     }  # fmt: skip
     scorer = Scorer(heldout=heldout, atlas_ref=atlas_space.ref, atlas_labels=atlas_space.labels)
     records = []
+    names = {"sae_atlases": sae_info}
 
     def fit_and_score(mine: list[Point], s_train, a_train, subject_ref, space, s_heldout: dict, a_heldout: dict, corpus_cfg=None) -> None:
         """One streaming pass of statistics over the train rows, every point (N, method) fitted from its snapshot and scored."""
@@ -428,13 +522,13 @@ def run_study(args) -> dict:
             try:
                 record = scorer.score(point, stats[point.n], subject_ref, space, s_heldout, a_heldout, corpus_cfg)
             except DegenerateDataError as exc:  # too few texts for this method's widths
-                say(f"  {atlas_name(point.atlas):<16} {point.method:<11} N={point.n:<6} not fitted: {exc}")
+                say(f"  {atlas_name(point.atlas, names):<16} {point.method:<11} N={point.n:<6} not fitted: {exc}")
                 continue
             record["axes"] = sorted(axes[point])
             records.append(record)
             m = record["metrics"]
             shown = "  ".join(f"{k} {m[k]['value']:.3f}" for k in PLOTTED if k in m)
-            say(f"  {atlas_name(point.atlas):<16} {point.method:<11} N={point.n:<6} {shown}")
+            say(f"  {atlas_name(point.atlas, names):<16} {point.method:<11} N={point.n:<6} {shown}")
         say(f"  fitted and scored {len(mine)} points in {time.perf_counter() - start:.0f}s")
 
     by_subject: dict[tuple[str, int], list[Point]] = defaultdict(list)
@@ -454,9 +548,13 @@ def run_study(args) -> dict:
         subject_ref = SubjectRef(model_id=model_id, hookpoint=rows.hookpoint(name, layer), layer=layer, n_layers=n_layers)
         for atlas in sorted({p.atlas for p in points}):
             mine = [p for p in points if p.atlas == atlas]
-            a_train = sae_train if atlas == SAE else raw_train[int(atlas.split("@")[1])]
-            a_heldout = sae_heldout if atlas == SAE else raw_heldout[int(atlas.split("@")[1])]
-            space = atlas_space if atlas == SAE else raw_spaces[int(atlas.split("@")[1])]
+            if atlas == SAE:
+                a_train, a_heldout, space = sae_train, sae_heldout, atlas_space
+            elif is_sae(atlas):
+                a_train, a_heldout, space = extra_train[atlas], extra_heldout[atlas], rows.space(sae_specs[atlas][0])
+            else:
+                raw = int(atlas.split("@")[1])
+                a_train, a_heldout, space = raw_train[raw], raw_heldout[raw], raw_spaces[raw]
             fit_and_score(mine, s_train, a_train, subject_ref, space, s_heldout, dict(zip(heldout_texts, a_heldout)))
         rows.release()
         del s_train
@@ -505,6 +603,7 @@ def run_study(args) -> dict:
         "n_train_split": n_all,
         "heldout": {"n": len(heldout), "distinct": len(heldout_texts), "seed": VERIFY_SEED, "note": "the board verifier's held-out sample"},
         "atlas": {"id": atlas_space.ref.atlas_id, "width": atlas_space.width, "validated_features": len(atlas_space.labels.validated())},
+        "sae_atlases": sae_info,
         "methods": methods,
         "curves": [{"subject": n, "layer": layer, "sizes": sizes, "corpus": BUILTIN_CORPUS} for n, layer, sizes in curves],
         "long_curve": long_info,
@@ -693,17 +792,42 @@ def plot_atlas(study: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), dpi=100)
     for ax, key in zip(axes, keys):
         series = [
-            (atlas_name(atlas), [next((r["metrics"].get(key) for r in recs if r["subject"] == n and r["atlas"] == atlas), None) for n in names])
+            (atlas_name(atlas, study), [next((r["metrics"].get(key) for r in recs if r["subject"] == n and r["atlas"] == atlas), None) for n in names])
             for atlas in atlases
         ]
         _bars(ax, [f"{n} L{study['subjects'][n]}" for n in names], series, LABEL[key])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center", ncol=len(labels))
     fig.suptitle(
-        f"atlas: built-in SAE vs raw MiniLM layers (Procrustes, N = {study['subject_n']}); raw-atlas AUROC/AP are over raw dimensions, not SAE features",
+        f"atlas: the built-in {study['atlas']['width']:,}-feature SAE vs raw MiniLM layers (Procrustes, N = {study['subject_n']}); "
+        "raw-atlas AUROC/AP are over raw dimensions, not SAE features",
         fontsize=8,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 0.94))
+    return _save(fig, path)
+
+
+def plot_atlases(study: dict, path: Path) -> Path:
+    """Every plotted metric per subject per SAE atlas (Procrustes), each bar with its shuffled-T control and chance."""
+    plt = _plt()
+    recs = [r for r in study["records"] if "atlas" in r["axes"] and r["method"] == "procrustes"]
+    names = list(study["subjects"])
+    atlases = list(study["sae_atlases"])
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(3.5 * len(PLOTTED), 3.7), dpi=100)
+    for ax, key in zip(axes, PLOTTED):
+        series = [
+            (atlas_name(atlas, study), [next((r["metrics"].get(key) for r in recs if r["subject"] == n and r["atlas"] == atlas), None) for n in names])
+            for atlas in atlases
+        ]
+        _bars(ax, [f"{n} L{study['subjects'][n]}" for n in names], series, LABEL[key] + (" *" if key in OWN_FEATURES else ""))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center", ncol=len(labels))
+    fig.suptitle(
+        f"SAE atlases (Procrustes, N = {study['subject_n']}). * averages over each atlas's own validated features / concepts, "
+        "so it compares different feature sets across atlases; all-feature AUROC/AP and pairs MRR use all of each atlas's",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     return _save(fig, path)
 
 
@@ -736,9 +860,10 @@ def effects(study: dict) -> dict[str, dict[str, dict[str, Any]]]:
     texts: per curve, value at its largest N minus value at its smallest; texts_long: the same for the long curve (uncapped
     corpus; not one of the three factors, whose ranges it would not match); subject: the real subjects' range at the
     subject-axis N; atlas: raw MiniLM L3 minus SAE per real subject — pairs MRR only, the one metric that is the same task
-    on both atlases (over raw dimensions translation AUROC/AP score another task, with AP chance ~0.96); method:
-    correlation minus Procrustes per real subject (not one of the three factors; shown for scale).
-    "largest" is the change of largest magnitude.
+    on both atlases (over raw dimensions translation AUROC/AP score another task, with AP chance ~0.96); "sae:<name>"
+    (one per extra SAE atlas, see :func:`sae_swaps`): that SAE atlas minus the 1,536-feature one per real subject, every
+    metric, with their "mean"; method: correlation minus Procrustes per real subject (not one of the three factors; shown
+    for scale). "largest" is the change of largest magnitude.
     """
     n0 = study["subject_n"]
     real = [n for n in study["subjects"] if n != "minilm"]
@@ -776,6 +901,17 @@ def effects(study: dict) -> dict[str, dict[str, dict[str, Any]]]:
                     deltas[n] = raw - sae
             if deltas:
                 row["atlas"] = {"deltas": deltas}
+        for atlas in sae_swaps(study):
+            deltas, chance = {}, []
+            for n in real:
+                base = find(study, subject=n, layer=study["subjects"][n], atlas=SAE, method="procrustes", n_train=n0)
+                other = find(study, subject=n, layer=study["subjects"][n], atlas=atlas, method="procrustes", n_train=n0)
+                if base and other and key in base["metrics"] and key in other["metrics"]:
+                    deltas[n] = other["metrics"][key]["value"] - base["metrics"][key]["value"]
+                    if other["metrics"][key]["chance"] is not None and base["metrics"][key]["chance"] is not None:
+                        chance.append(other["metrics"][key]["chance"] - base["metrics"][key]["chance"])
+            if deltas:
+                row[atlas] = {"deltas": deltas, "mean": sum(deltas.values()) / len(deltas), "chance_mean": sum(chance) / len(chance) if chance else None}
         if "correlation" in study["methods"]:
             deltas = {}
             for n in real:
@@ -793,17 +929,34 @@ def effects(study: dict) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def sae_swaps(study: dict) -> list[str]:
+    """The atlas keys of the extra SAE atlases (all but the 1,536-feature one), in --sae-atlases order."""
+    return [key for key in study.get("sae_atlases", {}) if key != SAE]
+
+
 FACTORS = ("texts", "subject", "atlas")
 SHORT = {"auroc_val": "validated-feature AUROC", "auroc_all": "all-feature AUROC", "ap_all": "AP", "ret_mrr": "retrieval MRR", "pairs_mrr": "pairs MRR"}
+
+
+def factor_size(key: str, row: dict, factor: str) -> float | None:
+    """The largest change one factor made to one metric; the atlas factor counts the raw swap and, for the like-for-like metrics
+    (all-feature AUROC/AP, pairs MRR), every SAE-atlas swap that leaves the metric's chance where it was (validated-feature AUROC
+    and retrieval MRR average over each atlas's own features / concepts; all-feature AP's chance is the features' positive rate,
+    which the atlas sets: neither compares across atlases)."""
+    cells = [row[factor]] if factor in row else []
+    if factor == "atlas" and key in LIKE_FOR_LIKE:
+        cells += [cell for f, cell in row.items() if f.startswith("sae:") and abs(cell.get("chance_mean") or 0.0) < 5e-4]
+    return max((abs(c["largest"]) for c in cells), default=None)
 
 
 def winners(eff: dict) -> dict[str, str]:
     """Per metric, which of texts / subject / atlas made the largest change."""
     out = {}
     for key, row in eff.items():
-        present = [f for f in FACTORS if f in row]
+        sizes = {f: factor_size(key, row, f) for f in FACTORS}
+        present = [f for f in FACTORS if sizes[f] is not None]
         if present:
-            out[key] = max(present, key=lambda f: abs(row[f]["largest"]))
+            out[key] = max(present, key=lambda f: sizes[f])
     return out
 
 
@@ -845,36 +998,71 @@ def conclusion(study: dict, eff: dict) -> list[str]:
             + f"; {wins('subject')}."
         )
     atlas = eff.get("pairs_mrr", {}).get("atlas")
-    if atlas:
-        mean = sum(atlas["deltas"].values()) / len(atlas["deltas"])
-        sentences.append(
-            f"**Atlas** — replacing the SAE by raw MiniLM layer 3 changes pairs MRR, the one metric that is the same task on both, "
-            f"by {mean:+.3f} on average ({_span(atlas)} per subject; retrieval needs the SAE's labels); {wins('atlas')}."
-        )
+    swaps = [a for a in sae_swaps(study) if any(a in row for row in eff.values())]
+    if atlas or swaps:
+        parts = []
+        if atlas:
+            mean = sum(atlas["deltas"].values()) / len(atlas["deltas"])
+            parts.append(
+                f"replacing the SAE by raw MiniLM layer 3 changes pairs MRR, the one metric that is the same task on both, "
+                f"by {mean:+.3f} on average ({_span(atlas)} per subject; retrieval needs the SAE's labels)"
+            )
+        if swaps:
+            info = study["sae_atlases"]
+            n_real = len({n for a in swaps for row in eff.values() for n in row.get(a, {}).get("deltas", {})})
+            per = []
+            for a in swaps:
+                same = ", ".join(f"{SHORT[k]} by {_swap(eff[k][a])}" for k in LIKE_FOR_LIKE if a in eff.get(k, {}))
+                own = ", ".join(f"{SHORT[k]} by {_swap(eff[k][a])}" for k in PLOTTED if k in OWN_FEATURES and a in eff.get(k, {}))
+                per.append(
+                    f"the {_sae_brief(info[a])} changes {same}"
+                    + (f" and, over its own validated features / concepts (not the same ones), {own}" if own else "")
+                )
+            parts.append(f"against the {_sae_brief(info[SAE])}, averaged over the {n_real} real subjects (per-subject range in brackets), " + "; ".join(per))
+        sentences.append("**Atlas** — " + "; ".join(parts) + f"; {wins('atlas')}.")
     return [" ".join(sentences)]
 
 
-def effects_table(eff: dict) -> list[str]:
+def _swap(cell: dict) -> str:
+    """'+0.012 (-0.003 to +0.020)', with the move of chance when the atlas moves it (AP's chance is the positive rate)."""
+    moved = cell.get("chance_mean")
+    return f"{cell['mean']:+.3f} ({_span(cell)}" + (f"; chance {moved:+.3f}" if moved is not None and abs(moved) >= 5e-4 else "") + ")"
+
+
+def _sae_brief(meta: dict) -> str:
+    """'1,536-feature SAE (L3, k 24, 12,000 texts, 0.5M tokens shown, 119 validated features)'."""
+    return (f"{meta['width']:,}-feature SAE{'' if meta.get('shipped', True) else ' attempt'} (L{meta['layer']}, k {meta['k']}, "
+            f"{meta['training_texts']:,} texts, {meta['tokens_shown'] / 1e6:.1f}M tokens shown, {meta['validated_features']} validated features)")  # fmt: skip
+
+
+def effects_table(eff: dict, study: dict | None = None) -> list[str]:
     has_long = any("texts_long" in row for row in eff.values())
-    lines = ["| metric | texts (per curve, low → high N) | subject (range at the board's N) | atlas (SAE → raw MiniLM L3, per subject) | largest | method, for scale (Procrustes → correlation, per subject) |"
-             + (" texts, long curve (uncapped WordNet; not in \"largest\") |" if has_long else ""),
-             "|---|---|---|---|---|---|" + ("---|" if has_long else "")]  # fmt: skip
+    swaps = [a for a in sae_swaps(study or {}) if any(a in row for row in eff.values())]
+    heads = ["texts (per curve, low → high N)", "subject (range at the board's N)", "atlas (SAE → raw MiniLM L3, per subject)"]
+    heads += [f"atlas: SAE 1,536 → {atlas_name(a, study)} (mean; per subject)" for a in swaps]
+    heads += ["largest", "method, for scale (Procrustes → correlation, per subject)"] + (
+        ['texts, long curve (uncapped WordNet; not in "largest")'] if has_long else []
+    )
+    lines = ["| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     win = winners(eff)
     for key in PLOTTED:
         row = eff.get(key, {})
         cells = []
-        for f in (*FACTORS, "method", *(["texts_long"] if has_long else [])):
+        for f in (*FACTORS, *swaps, "largest", "method", *(["texts_long"] if has_long else [])):
             cell = row.get(f)
-            if cell is None:
+            if f == "largest":
+                cells.append(f"**{win[key]}**" if key in win else "—")
+            elif cell is None:
                 cells.append("—")
             elif f == "subject":
                 cells.append(f"{cell['largest']:.3f} ({cell['where']})")
+            elif f in swaps:
+                cells.append(_swap(cell) + (" *" if key in OWN_FEATURES else ""))
             else:
                 cells.append(
                     _span(cell)
                     + (f" (largest: {cell['where']})" if f == "texts" and len(cell["deltas"]) > 1 else f" ({cell['where']})" if f == "texts_long" else "")
                 )
-        cells.insert(3, f"**{win[key]}**" if key in win else "—")
         lines.append(f"| {LABEL[key]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -888,7 +1076,7 @@ def best_point(study: dict, key: str) -> str:
 
 
 def n_concepts(study: dict) -> str:
-    values = sorted({int(r["n_concepts"]) for r in study["records"] if r.get("n_concepts")})
+    values = sorted({int(r["n_concepts"]) for r in study["records"] if r.get("n_concepts") and r["atlas"] == SAE})
     return "/".join(map(str, values)) or "—"
 
 
@@ -901,7 +1089,15 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
         "Every number is on the same held-out texts the published board verifies with "
         f"({study['heldout']['n']} drawn, {study['heldout']['distinct']} distinct, seed {study['heldout']['seed']}); "
         "each cell is **fitted (shuffled-T control / chance)**. Atlas: the built-in SAE on MiniLM-L6 layer 3 "
-        f"({study['atlas']['width']:,} features, {study['atlas']['validated_features']} validated). Raw data: [`quality.json`](quality.json).",
+        f"({study['atlas']['width']:,} features, {study['atlas']['validated_features']} validated; `{study['atlas']['id']}`, named explicitly)"
+        + (
+            f"; section 2 also scores {len(sae_swaps(study))} other SAE atlas{'es' if len(sae_swaps(study)) > 1 else ''} ("
+            + ", ".join("`" + study["sae_atlases"][k]["id"] + "`" for k in sae_swaps(study))
+            + ")"
+            if sae_swaps(study)
+            else ""
+        )  # fmt: skip
+        + ". Raw data: [`quality.json`](quality.json).",
         "",
         "Metrics: *translation AUROC/AP* (translation@2; per atlas feature, does the translated score rank the texts where the feature fires first — "
         "averaged over the validated features, or over every feature that fires on ≥ 5 and stays silent on ≥ 5 held-out texts), "
@@ -928,11 +1124,18 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
     eff = effects(study)
     lines += ["## Conclusion", ""]
     lines += conclusion(study, eff)
-    lines += ["", "Every change each factor made (Procrustes; SAE atlas unless the factor is the atlas). The factors span different ranges "
-              "(N × 3; four subjects; one atlas swap), so \"largest\" means largest over *these* ranges. Only pairs MRR compares across atlases: "
-              "over raw dimensions translation AUROC/AP score a different task (AP chance there is ~0.96). "
-              f"Retrieval MRR averages over only {n_concepts(study)} concepts, so it moves in coarse steps.", ""]  # fmt: skip
-    lines += effects_table(eff)
+    n_swaps = len(sae_swaps(study))
+    swaps_text = f" and {n_swaps} SAE-atlas swap{'s' if n_swaps > 1 else ''}" if n_swaps else ""
+    lines += ["", "Every change each factor made (Procrustes; the 1,536-feature SAE atlas unless the factor is the atlas). The factors span different ranges "
+              f"(N × 3; four subjects; one raw-atlas swap{swaps_text}), so \"largest\" means largest over *these* ranges. Between the SAE and a raw atlas only pairs MRR compares: "
+              "over raw dimensions translation AUROC/AP score a different task (AP chance there is ~0.96)."
+              + (" Between SAE atlases, pairs MRR and all-feature AUROC/AP are the like-for-like metrics (each over all of that atlas's eligible features, "
+                 "still different feature sets but all of them); validated-feature AUROC and retrieval MRR (marked *) average over each atlas's own validated "
+                 "features / concepts, so they compare different feature sets; all-feature AP's chance is the features' positive rate, which moves with the atlas. "
+                 "So the SAE-atlas swaps count towards \"largest\" only for all-feature AUROC and pairs MRR (chance fixed)."
+                 if n_swaps else "")
+              + f" Retrieval MRR averages over only {n_concepts(study)} concepts (the 1,536-feature atlas), so it moves in coarse steps.", ""]  # fmt: skip
+    lines += effects_table(eff, study)
     # 1. texts
     lines += ["", "## 1. Shared training texts", "", f"![metrics vs N]({plots['texts']})", ""]
     lines += ["Solid: Procrustes; dotted: correlation (same statistics); dashed grey: the shuffled-T control; dotted black: chance. "
@@ -947,17 +1150,23 @@ def render_markdown(study: dict, plots: dict[str, str]) -> str:
         f"All subjects at N = {n0:,}. Raw MiniLM layers are unlabelled: retrieval does not apply. Their translation AUROC/AP are over raw "
         "hidden dimensions (a dimension 'fires' when its max-pooled value is > 0 — for a raw layer that is most dimensions on most texts, "
         "so few qualify and the positives are the majority), so they are not the same task as over SAE features; pairs MRR is the same task "
-        "on both (identify the text among the held-out ones). MiniLM as subject with the raw MiniLM L3 atlas is the identity map (a sanity row). "
-        "**No SAE exists at MiniLM's other layers**: the built-in atlas is the only one shipped (layer 3), and no other MiniLM SAE is installed "
-        "or packaged here, so the SAE-at-other-layers comparison is not possible without training new SAEs (`scripts/build_default_atlas.py`).",
+        "on both (identify the text among the held-out ones). MiniLM as subject with the raw MiniLM L3 atlas is the identity map (a sanity row)."
+        + (
+            ""
+            if any(m["layer"] != 3 for m in study.get("sae_atlases", {}).values())
+            else " **No SAE at MiniLM's other layers was scored here** (`--sae-atlases` with an atlas folder from `scripts/atlas_sweep.py` adds one)."
+        ),  # fmt: skip
         "",
     ]
     lines += table(
         study,
-        [r for r in study["records"] if "atlas" in r["axes"]],
+        [r for r in study["records"] if "atlas" in r["axes"] and not r["atlas"].startswith("sae:")],
         ["subject", "layer", "atlas", "method"],
         keys=["auroc_all", "ap_all", "pairs_mrr", "pairs_top1", "ret_mrr"],
     )
+    if sae_swaps(study) and "atlases" in plots:
+        lines += ["", "### 2a. SAE atlases", "", f"![SAE atlases]({plots['atlases']})", ""]
+        lines += sae_atlas_section(study)
     # 3. subjects
     lines += ["", "## 3. Subject", "", f"![subjects]({plots['subjects']})", ""]
     lines += [
@@ -993,29 +1202,92 @@ def table(
 ) -> list[str]:
     heads = {"subject": "subject", "layer": "block", "method": "method", "n_train": "N", "atlas": "atlas"}
     out = ["| " + " | ".join(heads[b] for b in by) + " | " + " | ".join(LABEL[k] for k in keys) + " |", "|" + "---|" * (len(by) + len(keys))]
-    for r in sorted(recs, key=lambda r: tuple(str(r[b]).zfill(8) if b in ("n_train", "layer") else str(r[b]) for b in by)):
-        cells = [atlas_name(r[b]) if b == "atlas" else f"{r[b]:,}" if b == "n_train" else str(r[b]) for b in by]
+    for r in sorted(
+        recs, key=lambda r: tuple(str(r[b]).zfill(8) if b in ("n_train", "layer") else atlas_order(r[b], study) if b == "atlas" else str(r[b]) for b in by)
+    ):
+        cells = [atlas_name(r[b], study) if b == "atlas" else f"{r[b]:,}" if b == "n_train" else str(r[b]) for b in by]
         out.append("| " + " | ".join(cells) + " | " + " | ".join(_cell(r["metrics"].get(k)) for k in keys) + " |")
 
-    def count(name: str) -> str:
-        values = sorted({int(r[name]) for r in recs if r.get(name) is not None and r["atlas"] == SAE})
+    def count(name: str, atlas: str = SAE) -> str:
+        values = sorted({int(r[name]) for r in recs if r.get(name) is not None and r["atlas"] == atlas})
         return "/".join(map(str, values)) or "—"
 
-    eligible = sorted({f"{atlas_name(r['atlas'])}: {int(r['n_eligible'])}" for r in recs if r.get("n_eligible") is not None})
-    out += ["", f"SAE atlas: {count('n_validated')} validated features qualify, {count('n_concepts')} retrieval concepts. "
-            f"Eligible features (fire on ≥ 5 and stay silent on ≥ 5 held-out texts): {', '.join(eligible)}."]  # fmt: skip
+    by_atlas = sorted(recs, key=lambda r: atlas_order(r["atlas"], study))
+    eligible = list(dict.fromkeys(f"{atlas_name(r['atlas'], study)}: {int(r['n_eligible'])}" for r in by_atlas if r.get("n_eligible") is not None))
+    saes = list(dict.fromkeys(r["atlas"] for r in by_atlas if is_sae(r["atlas"])))
+    if saes == [SAE]:
+        qualify = f"SAE atlas: {count('n_validated')} validated features qualify, {count('n_concepts')} retrieval concepts. "
+    else:
+        qualify = (
+            "Validated features that qualify / retrieval concepts: "
+            + "; ".join(f"{atlas_name(a, study)} {count('n_validated', a)} / {count('n_concepts', a)}" for a in saes)
+            + ". "
+        )
+    out += ["", qualify + f"Eligible features (fire on ≥ 5 and stay silent on ≥ 5 held-out texts): {', '.join(eligible)}."]
     return out
 
 
+def sae_atlas_section(study: dict) -> list[str]:
+    """Section 2a: what each SAE atlas is (atlas.json + labels.jsonl), the caveat on comparing them, and every SAE-atlas row."""
+    n0 = study["subject_n"]
+    board_n = " (the board's train texts)" if n0 == BOARD_TRAIN else ""
+    lines = [
+        "| atlas | id | MiniLM layer | width | k | training texts | tokens shown | explained variance | validated features | WordNet categories covered (largest share) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in study["sae_atlases"].values():
+        lines.append(f"| {m['label']} | `{m['id']}` | {m['layer']} | {m['width']:,} | {m['k']} | {m['training_texts']:,} | {m['tokens_shown']:,} | "
+                     f"{m['explained_variance']:.3f} | {m['validated_features']} | {m['categories_covered']} ({m['max_category']} {m['max_share']:.0%}) |")  # fmt: skip
+    lines += [
+        "",
+        f"Every subject at its best board layer, N = {n0:,}{board_n}, the same held-out texts, methods, controls and chance as above; "
+        "each atlas's rows are its own MiniLM forward + SAE on those texts (activation cache keyed by the atlas id + revision). "
+        "Tokens shown = SAE training steps × batch tokens (text tokens of at most 64 per window, passes repeated). "
+        "**Caveat**: translation AUROC/AP over validated features and retrieval MRR/MPP average over each atlas's *own* validated features / "
+        "concepts (a different set per atlas, and a different number of them), so across atlases they compare different feature sets; "
+        "pairs MRR (identify the text among the held-out ones) and the all-eligible-feature AUROC/AP are the like-for-like ones "
+        "(still different features, but all of each atlas's that fire on ≥ 5 and stay silent on ≥ 5 held-out texts). "
+        "AP's chance is the features' positive rate, which the atlas sets (denser features, higher chance): "
+        + ", ".join(f"{m['label']} {_chance(study, key, 'ap_all')}" for key, m in study["sae_atlases"].items())
+        + '; compare AP with its chance (an SAE-atlas swap counts towards "largest" only where chance stays put: all-feature AUROC, pairs MRR).',
+        "",
+    ]
+    lines += table(
+        study,
+        [r for r in study["records"] if "atlas" in r["axes"] and is_sae(r["atlas"])],
+        ["subject", "layer", "atlas", "method"],
+        keys=["auroc_all", "ap_all", "pairs_mrr", "pairs_top1", "auroc_val", "ap_val", "ret_mrr", "ret_mpp"],
+    )
+    tp = {name: v for name, v in study["throughput"].items() if name in _sae_rows_labels(study)}
+    pooled = [f"{name.removeprefix('atlas (').removesuffix(')')} {v['texts_per_s']:.1f} texts/s ({v['texts']:,} texts)" for name, v in tp.items()]
+    cached = len(sae_swaps(study)) - len(pooled)
+    note = [f"Forward passes (MiniLM + SAE) this run: {'; '.join(pooled)}."] if pooled else []
+    if cached:
+        which = "The other SAE atlases'" if pooled else "Every SAE atlas's"
+        note.append(f"{which} rows ({n0 + study['heldout']['distinct']:,} texts each) came from the activation cache this run.")
+    return lines + ["", " ".join(note)]
+
+
+def _sae_rows_labels(study: dict) -> set[str]:
+    """The throughput labels of the extra SAE atlases' rows (section 2a's, not section 1's)."""
+    return {f"atlas ({study['sae_atlases'][key]['label']})" for key in sae_swaps(study)}
+
+
+def _chance(study: dict, atlas: str, key: str) -> str:
+    values = [r["metrics"][key]["chance"] for r in study["records"] if r["atlas"] == atlas and "atlas" in r["axes"] and key in r["metrics"]]
+    values = [v for v in values if v is not None]
+    return "—" if not values else _f(min(values)) if max(values) - min(values) < 5e-4 else f"{min(values):.3f}–{max(values):.3f}"
+
+
 def throughput_note(study: dict) -> str:
-    tp = {name: v for name, v in study["throughput"].items() if not name.endswith("long curve")}
+    tp = {name: v for name, v in study["throughput"].items() if not name.endswith("long curve") and name not in _sae_rows_labels(study)}
     if tp:
         parts = [f"{name} {v['texts_per_s']:.1f} texts/s ({v['texts']:,} texts)" for name, v in tp.items()]
         note = "Forward passes this run: " + "; ".join(parts) + "."
     else:
         parts = [f"{name} {n / s:.1f} texts/s ({n:,} texts)" for name, (n, s) in POOLED_ROWS.items()]
         note = (
-            "Every row came from the activation cache this run. When the rows beyond the board's were pooled (2 CPU cores shared with 4 other jobs): "
+            "Every subject row and every row of the 1,536-feature SAE came from the activation cache this run. When the rows beyond the board's were pooled (2 CPU cores shared with 4 other jobs): "
             + "; ".join(parts)
             + "."
         )
@@ -1124,6 +1396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--subject-n", type=int, default=BOARD_TRAIN, help="shared texts for the atlas and subject axes (default: the board's, cached)")
     parser.add_argument("--raw-atlas-layers", default="1,2,3,5", help="raw MiniLM layers used as atlases (the board cached 1,2,3,5)")
+    parser.add_argument(
+        "--sae-atlases",
+        default=DEFAULT_SAE_ATLASES,
+        help=f"SPEC[=LABEL],... SAE atlases scored on the atlas axis (built-in names or atlas folders; {ATLAS} always, as 'sae'; default: both shipped ones, {DEFAULT_SAE_ATLASES})",
+    )
     parser.add_argument("--heldout", type=int, default=BOARD_HELDOUT, help="held-out texts (default: the board's verify sample, cached)")
     parser.add_argument("--methods", default="procrustes,correlation")
     parser.add_argument("--out", default=None, help="output folder (default docs/, or a temporary folder with --quick)")
@@ -1142,6 +1419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="activation cache (default $ATLAS_ALIGN_ACTIVATION_CACHE, else ~/.cache/atlas-align/activations)")
     args = parser.parse_args(argv)
     args.argv = argv
+    try:
+        args.sae_atlases_parsed = parse_sae_atlases(args.sae_atlases)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.quick:
         args.curve = args.curve or QUICK_CURVES
         args.subjects = args.subjects or "minilm:3"
@@ -1184,7 +1465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     plots = {"texts": "quality_texts.png", "atlas": "quality_atlas.png", "subjects": "quality_subjects.png"}
-    plotters: dict[str, Callable[[dict, Path], Path]] = {"texts": plot_texts, "atlas": plot_atlas, "subjects": plot_subjects, "texts_long": plot_texts_long}
+    plotters: dict[str, Callable[[dict, Path], Path]] = {
+        "texts": plot_texts, "atlas": plot_atlas, "subjects": plot_subjects, "texts_long": plot_texts_long, "atlases": plot_atlases,
+    }  # fmt: skip
+    if len(study.get("sae_atlases", {})) > 1:
+        plots["atlases"] = "quality_atlases.png"
     if study.get("long_curve"):
         plots["texts_long"] = "quality_texts_long.png"
     for name, filename in plots.items():
