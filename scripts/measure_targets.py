@@ -41,6 +41,7 @@ METRICS = [
     ("ap", "translation", "ap", "translation AP (100 sampled features)"),
     ("ap_validated", "translation", "ap_validated", "translation AP, validated features"),
     ("mrr", "retrieval", "mrr", "retrieval MRR"),
+    ("mrr_centered", "retrieval_centered", "mrr", "retrieval MRR, centered (opt-in)"),
     ("pairs_mrr", "pairs", "mrr", "pairs MRR"),
 ]
 
@@ -84,6 +85,7 @@ def fit_and_score(method: str, subject_train, atlas_train, subject_heldout, atla
     ctx = BenchmarkContext(alignment=alignment, subject=InMemorySpace(dict(zip(texts, subject_heldout))),
                            atlas=InMemorySpace(dict(zip(texts, atlas_heldout)), ref=atlas_space.ref, labels=atlas_space.labels), heldout=heldout, seed=0)  # fmt: skip
     results = {key.split("@")[0]: value for key, value in run_benchmarks(ctx, ("translation", "retrieval", "pairs")).items()}
+    results["retrieval_centered"] = run_benchmarks(ctx, ("retrieval",), {"retrieval": {"center": True}})["retrieval@2"]
     out = {}
     for key, bench, name, _ in METRICS:
         result = results[bench]
@@ -110,7 +112,8 @@ def run(args) -> dict:
     heldout = heldout_samples(uniform, N_HELDOUT, 0)
     heldout_texts = list(dict.fromkeys(s.text for s in heldout))
     larger = [int(n) for n in args.larger.split(",") if n]
-    train = {"uniform": [s.text for s in iter_samples(uniform, "train", limit=max([N_TRAIN, *larger]))],
+    sizes_all = [N_TRAIN, *larger, *(int(n) for n in args.sizes.split(",") if n)]
+    train = {"uniform": [s.text for s in iter_samples(uniform, "train", limit=max(sizes_all))],
              "sequential": [s.text for s in iter_samples(sequential, "train", limit=N_TRAIN)]}  # fmt: skip
     model, tokenizer, _ = load_subject(SUBJECT)
     hook = resolve_hookpoint(model, LAYER)
@@ -131,8 +134,15 @@ def run(args) -> dict:
             {"name": f"new default atlas, {n:,} texts", "sampling": "uniform", "pooling": "default", "atlas": new_atlas, "method": "procrustes", "n": n},
             *({"name": f"new default atlas, {n:,} texts, {m}", "sampling": "uniform", "pooling": "default", "atlas": new_atlas, "method": m, "n": n} for m in args.methods.split(",")[:1] if m),
         ]
+    sizes = [int(n) for n in args.sizes.split(",") if n]
+    curve_arms = [(OLD_ATLAS, "procrustes"), (new_atlas, "procrustes"), *((new_atlas, m) for m in args.methods.split(",")[:1] if m)]
     for setup in setups:
         setup.setdefault("n", N_TRAIN)
+        setup["table"] = True
+    for n in sizes:  # the curve: prefixes of the same uniform sample
+        for atlas, method in curve_arms:
+            if not any(x["n"] == n and x["atlas"] == atlas and x["method"] == method and x["sampling"] == "uniform" and x["pooling"] == "default" for x in setups):
+                setups.append({"name": f"curve {n:,}", "sampling": "uniform", "pooling": "default", "atlas": atlas, "method": method, "n": n, "table": False})
     poolings = {"legacy": PoolingConfig.legacy(), "default": PoolingConfig()}
     subject_rows: dict = {}
     atlas_spaces: dict = {}
@@ -163,6 +173,7 @@ def run(args) -> dict:
         "subject": {"model_id": model_id, "layer": LAYER, "hookpoint": hook.path, "n_layers": n_layers},
         "n_train": N_TRAIN,
         "larger": larger,
+        "sizes": sizes,
         "heldout": {"n": len(heldout), "distinct": len(heldout_texts), "seed": 0},
         "targets": TARGETS,
         "labels": {key: label for key, _, _, label in METRICS},
@@ -172,11 +183,50 @@ def run(args) -> dict:
     }
 
 
+PLOTTED = ["auroc_validated", "ap", "mrr", "pairs_mrr"]
+
+
+def plot(data: dict, path: Path) -> Path:
+    """Each targeted metric against the number of shared texts: one line per atlas × method, its control dashed, the target dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in data["rows"] if r["sampling"] == "uniform" and r["pooling"] == "default"]
+    arms = list(dict.fromkeys((r["atlas"], r["method"]) for r in points))
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.6))
+    for ax, key in zip(axes, PLOTTED):
+        for i, (atlas, method) in enumerate(arms):
+            mine = sorted({r["n"]: r for r in points if (r["atlas"], r["method"]) == (atlas, method)}.values(), key=lambda r: r["n"])
+            if len(mine) < 2:
+                continue
+            xs = [r["n"] for r in mine]
+            label = f"{atlas.removeprefix('builtin:')} {method} ({mine[0]['atlas_validated']} val.)"
+            line = ax.plot(xs, [r["metrics"][key]["value"] for r in mine], marker="o", label=label, color=f"C{i}")[0]
+            ax.plot(xs, [r["metrics"][key]["control"] for r in mine], ls="--", color=line.get_color(), alpha=0.5)
+        if key in data["targets"]:
+            ax.axhline(data["targets"][key], ls=":", color="black", label="target (the paper)")
+        ax.set_xscale("log")
+        ax.set_xlabel("shared texts")
+        ax.set_title(data["labels"][key], fontsize=9)
+        ax.set_ylim(0, 1.02)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{data['subject']['model_id'].rsplit('/', 1)[-1]} block {data['subject']['layer']}: held-out metrics vs shared texts (dashed: shuffled-T control)", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-atlas", default=None, help="the atlas to compare with the old built-in one (default: the current default atlas)")
     parser.add_argument("--methods", default="cca,whitened_procrustes", help="further methods fitted on the new atlas (comma-separated)")
     parser.add_argument("--larger", default="10000", help="also fit on this many shared texts (comma-separated; the same uniform sample, longer)")
+    parser.add_argument("--sizes", default="1000,2000,5000,10000", help="the curve's numbers of shared texts (both atlases, Procrustes and the first --methods)")
     parser.add_argument("--cache", default=None, help="activation cache (default $ATLAS_ALIGN_ACTIVATION_CACHE, else ~/.cache/atlas-align/activations)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "targets.json")
     args = parser.parse_args(argv)
@@ -186,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(args.out)
-    say(f"wrote {args.out} in {result['wall_seconds']:.0f}s")
+    say(f"wrote {args.out} in {result['wall_seconds']:.0f}s and {plot(result, args.out.with_suffix('.png'))}")
     return 0
 
 

@@ -217,6 +217,8 @@ def targets_section(repo: Path = REPO) -> str:
         "| **target (the paper's numbers)** | | | | | | " + " | ".join(f"≥ {targets[k]:.2f}" if k in targets else "" for k in keys) + " |",
     ]
     for row in data["rows"]:
+        if not row.get("table", True):
+            continue
         cells = []
         for k in keys:
             m = row["metrics"][k]
@@ -224,6 +226,8 @@ def targets_section(repo: Path = REPO) -> str:
             cells.append(f"**{text}**" if k in targets and m["value"] is not None and m["value"] >= targets[k] else text)
         pooling = {"legacy": "sink kept (legacy)", "default": "sink dropped (default)"}.get(row["pooling"], row["pooling"])
         lines.append(f"| {row['name']} | {row.get('n', data['n_train']):,} | {row['sampling']} | {pooling} | `{row['atlas']}` ({row['atlas_validated']}) | {row['method']} | " + " | ".join(cells) + " |")
+    if (repo / "docs" / "targets.png").is_file():
+        lines += ["", "![demo pair vs shared texts](docs/targets.png)"]
     return "\n".join(lines)
 
 
