@@ -147,7 +147,7 @@ class _SubjectOption(click.Option):
 @click.option("--layers", default=None, metavar="LIST|all", help="Layer sweep: comma-separated layers as for --layer (0.25,0.5,0.75,-2) or 'all'; one forward pass per batch fits every layer, writing OUT/layer-<index>/.")
 @click.option("--hookpoint", default=None, help="Explicit module path relative to model.base_model (overrides --layer), e.g. 'layers.20'.")
 @click.option("--site", type=click.Choice(["resid", "mlp"]), default=_default("site"), show_default=True, help="Residual-stream block output or MLP output.")
-@click.option("--atlas", default=_default("atlas"), show_default=True, help="'builtin', an atlas folder / repo id, or 'model:NAME@LAYER' for a raw model space.")
+@click.option("--atlas", default=_default("atlas"), show_default=True, help="'builtin' (the 4,096-feature built-in atlas; 'builtin-1536' is the first one), an atlas folder / repo id, or 'model:NAME@LAYER' for a raw model space.")
 @click.option("--corpus", default=_default("corpus.source"), show_default=True, help="'builtin' (WordNet sentences), a .txt/.jsonl file or folder, or a HF dataset id.")
 @click.option("--text-field", default=_default("corpus.text_field"), show_default=True, help="JSONL / dataset field holding the text.")
 @click.option("--text-unit", type=click.Choice(["paragraph", "line", "window"]), default=_default("corpus.text_unit"), show_default=True, help=".txt files: one text per blank-line paragraph, per line (one sentence per line), or the whole file cut into windows.")

@@ -80,7 +80,7 @@ def atlas_show(spec, top, as_json):
 
 @atlas.command("search")
 @click.argument("query")
-@click.option("--atlas", "spec", default="builtin", show_default=True, help="'builtin', an atlas folder or a repo id.")
+@click.option("--atlas", "spec", default="builtin", show_default=True, help="'builtin' (the 4,096-feature built-in atlas; 'builtin-1536' is the first one), an atlas folder or a repo id.")
 @click.option("--top-k", type=int, default=10, show_default=True)
 @json_option
 @click.option("--embedding-model", default=None, help="Rank labels semantically with this sentence encoder (e.g. 'minilm') instead of keywords.")
