@@ -99,7 +99,7 @@ def folder_size(folder: Path) -> int:
 
 def shipped_rows() -> list[dict]:
     rows = []
-    for dirname, atlas_id in BUILTIN_ATLASES.values():
+    for atlas_id, dirname in BUILTIN_ATLASES.items():
         folder = DATA / dirname
         if not (folder / "atlas.json").is_file():
             continue

@@ -41,8 +41,8 @@ BUILTIN_ATLAS_ID = BUILTIN_1536  # Atlas.load("builtin:minilm-l3-wordnet") / "bu
 STRONG_ATLAS_ID = BUILTIN_4K  # the stronger built-in atlas (issue 14): Atlas.load("builtin-4k")
 STRONG_DIRNAME = "atlas_4k"
 DEFAULT_ATLAS_ID = DEFAULT_BUILTIN  # the id the default atlas ('builtin') records
-# Recorded built-in atlas id → (package data folder, recorded atlas id).
-BUILTIN_ATLASES = {BUILTIN_ATLAS_ID: (BUILTIN_DIRNAME, BUILTIN_ATLAS_ID), STRONG_ATLAS_ID: (STRONG_DIRNAME, STRONG_ATLAS_ID)}
+# Recorded built-in atlas id → its package data folder.
+BUILTIN_ATLASES = {BUILTIN_ATLAS_ID: BUILTIN_DIRNAME, STRONG_ATLAS_ID: STRONG_DIRNAME}
 ATLAS_POOLING = PoolingConfig(exclude_first="auto", outlier_ratio=None)
 
 
@@ -228,8 +228,7 @@ class Atlas:
         a local atlas folder, or a Hub repo id (at ``revision``)."""
         spec = spec if isinstance(spec, AtlasSpec) else AtlasSpec.parse(spec, revision)
         if spec.kind == "builtin":
-            _, atlas_id = BUILTIN_ATLASES[spec.id]
-            return cls.from_folder(builtin_atlas_dir(spec.id), atlas_id=atlas_id, model=model, tokenizer=tokenizer)
+            return cls.from_folder(builtin_atlas_dir(spec.id), atlas_id=spec.id, model=model, tokenizer=tokenizer)
         if spec.kind == "folder":
             return cls.from_folder(spec.id, atlas_id=spec.id, model=model, tokenizer=tokenizer)
         if spec.kind == "repo":
@@ -352,8 +351,7 @@ class Atlas:
 def builtin_atlas_dir(name: str = BUILTIN) -> Path:
     """A built-in atlas shipped inside the package (a real folder in wheels and editable installs): 'builtin' is the default."""
     name = BUILTIN_NAMES.get(name, name)
-    dirname, _ = BUILTIN_ATLASES[name]
-    folder = resources.files("atlas_align") / "data" / dirname
+    folder = resources.files("atlas_align") / "data" / BUILTIN_ATLASES[name]
     path = Path(str(folder))
     if not (path / ATLAS_CONFIG_FILENAME).is_file():
         option = " --atlas 1536" if name == BUILTIN_ATLAS_ID else ""

@@ -94,13 +94,14 @@ class AtlasBuildConfig(BaseModel):
     scan_limit: int = Field(500_000, gt=0, description="windows read from the corpus before the seeded draw")
 
 
-# The built-in atlas (atlas_align/data/default_atlas) is exactly this build with name BUILTIN_ATLAS_ID.
+# The first built-in atlas (atlas_align/data/default_atlas, id BUILTIN_ATLAS_ID, the default until issue 14) is exactly
+# this build.
 DEFAULT_ATLAS_BUILD = AtlasBuildConfig()
 
 # The stronger built-in atlas (atlas_align/data/atlas_4k, id STRONG_ATLAS_ID; issue 14): every window of the
 # WordNet corpus (samples / heldout_samples above its 47,251 training and 5,195 held-out windows take them all),
-# a 4,096-wide TopK SAE with k = 128, 1M tokens shown (1.4 epochs over the ~715k training tokens). Not the default
-# atlas (yet). docs/ATLAS.md logs the attempts it was chosen from (scripts/atlas_sweep.py).
+# a 4,096-wide TopK SAE with k = 128, 1M tokens shown (1.4 epochs over the ~715k training tokens). The default atlas
+# ('builtin') since issue 14. docs/ATLAS.md logs the attempts it was chosen from (scripts/atlas_sweep.py).
 STRONG_ATLAS_BUILD = AtlasBuildConfig(width=4096, k=128, samples=60_000, heldout_samples=6_000, training_tokens=1_000_000)
 
 
