@@ -107,7 +107,8 @@ def shipped_rows() -> list[dict]:
         stats = category_stats(FeatureLabels.load(folder / LABELS_FILENAME))
         t, c, b = config.training, config.corpus, config.build or {}
         rows.append({
-            "spec": atlas_id + (" (builtin, default)" if atlas_id == DEFAULT_ATLAS_ID else ""), "atlas_id": atlas_id, "folder": f"atlas_align/data/{dirname}",
+            "spec": atlas_id + (" (builtin, default)" if atlas_id == DEFAULT_ATLAS_ID else ""), "atlas_id": atlas_id,
+            "default": atlas_id == DEFAULT_ATLAS_ID, "model_id": config.model_id, "hookpoint": config.hookpoint, "folder": f"atlas_align/data/{dirname}",
             "width": config.width, "k": t.k, "n_train_texts": c.n_train_texts, "n_train_tokens": c.n_train_tokens,
             "tokens_shown": b.get("training_tokens"), "n_heldout": c.n_heldout_texts, "validated": stats["validated"],
             "categories": stats["categories_covered"], "max_share": stats["max_share"], "max_category": stats["max_category"],

@@ -232,20 +232,15 @@ def targets_section(repo: Path = REPO) -> str:
 
 
 def atlases_section(repo: Path = REPO) -> str:
-    """The shipped atlases: the default first, with width, validated features and categories (from their atlas.json / labels)."""
-    from atlas_align.atlas.atlas import BUILTIN_ATLASES, DEFAULT_ATLAS_ID, builtin_atlas_dir
-    from atlas_align.atlas.build import category_stats
-    from atlas_align.atlas.labels import LABELS_FILENAME, FeatureLabels
+    """The shipped atlases, the default first: width, validated features and categories (scripts/atlas_report.py's rows)."""
+    import runpy
 
+    rows = runpy.run_path(str(repo / "scripts" / "atlas_report.py"))["shipped_rows"]()
     lines = ["| name | default | model, layer | width | validated features | categories covered | largest category |", "|---|---|---|---|---|---|---|"]
-    for atlas_id in sorted(BUILTIN_ATLASES, key=lambda a: (a != DEFAULT_ATLAS_ID, a)):
-        folder = builtin_atlas_dir(atlas_id)
-        config = json.loads((folder / "atlas.json").read_text(encoding="utf-8"))
-        stats = category_stats(FeatureLabels.load(folder / LABELS_FILENAME))
-        model = config["model_id"].rsplit("/", 1)[-1]
+    for r in sorted(rows, key=lambda r: (not r["default"], r["atlas_id"])):
         lines.append(
-            f"| `{atlas_id}` | {'yes' if atlas_id == DEFAULT_ATLAS_ID else ''} | {model} `{config['hookpoint']}` | {config['width']:,} | {stats['validated']} | "
-            f"{stats['categories_covered']} / 45 | {stats['max_category']} {stats['max_share']:.1%} |"
+            f"| `{r['atlas_id']}` | {'yes' if r['default'] else ''} | {r['model_id'].rsplit('/', 1)[-1]} `{r['hookpoint']}` | {r['width']:,} | {r['validated']} | "
+            f"{r['categories']} / 45 | {r['max_category']} {r['max_share']:.1%} |"
         )
     return "\n".join(lines)
 
